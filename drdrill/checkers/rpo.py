@@ -1,0 +1,231 @@
+"""The RPO checker: which acknowledged writes the recovered system lost, per data class, and how far back.
+
+Terms and units
+---------------
+write
+    A client op carrying a ``key``: an ``invoke`` logged before it was sent and a completion after.
+attempted
+    Keys of every write of the data class (any op type).
+acknowledged
+    Keys whose completion is ``ok``; the acknowledgement time (``ack_s``) is the completion's ``end_s``
+    (its ``time_s`` when ``end_s`` is missing): the moment the user was told it was saved.
+final read
+    After recovery, the keys found in the recovered system (``final-read.json``: ``present`` maps a
+    service to its keys, ``read_at_s`` when it was read).
+lost
+    acknowledged − present.
+recovered
+    ``info`` writes (outcome unknown) that turned out present: fine, reported for completeness.
+unexpected
+    present but never attempted (INVALID: data appeared that no client wrote).
+failed but present
+    ``fail`` writes that are present (INVALID: the client was told it certainly did not happen).
+lost after the fault
+    lost writes acknowledged after t_fault: split brain (the old primary kept acknowledging writes
+    that the promoted one never got). INVALID, reported apart.
+data loss window (``data_loss_window_s``)
+    ``t_fault - earliest ack_s among lost writes acknowledged before it``; 0 when none was lost. This is
+    the measured RPO: how far back in time the loss reaches.
+evidence resolution (``rpo_resolution_s``)
+    ``t_fault - latest ack_s before it``: a loss shorter than this gap could not have been seen. When
+    it is not below the objective the verdict is UNKNOWN (traffic too thin to prove the RPO).
+
+Verdicts: UNKNOWN without a final read, without a fault, or with too little write traffic;
+INVALID for unexpected, failed-but-present or split-brain writes, or a data loss window not below the
+objective; VALID otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from drdrill.checkers.result import CheckResult, Validity, compose
+from drdrill.checkers.rto import clock, fault_start_s
+from drdrill.config import DrillConfig
+from drdrill.history import FAIL, INFO, INVOKE, OK, History
+
+__all__ = ["check_rpo", "data_class_rpo", "key_ranges"]
+
+
+def key_ranges(keys: list[str], limit: int = 50) -> list[str]:
+    """Compress keys like ``run-c1-000007`` into ranges ``run-c1-000007..000012`` (sorted; at most ``limit``).
+
+    Keys sharing a prefix and ending in consecutive numbers of the same width become one range.
+    """
+    def split(key: str) -> tuple[str, str]:
+        digits = len(key) - len(key.rstrip("0123456789"))
+        return (key[: len(key) - digits], key[len(key) - digits :]) if digits else (key, "")
+
+    ranges: list[str] = []
+    run_prefix, run_first, run_last = None, "", ""
+    for key in sorted(keys, key=lambda k: (split(k)[0], len(split(k)[1]), split(k)[1])):
+        prefix, number = split(key)
+        if (run_prefix == prefix and number and run_last and len(number) == len(run_last)
+                and int(number) == int(run_last) + 1):
+            run_last = number
+            continue
+        if run_prefix is not None:
+            ranges.append(_range_text(run_prefix, run_first, run_last))
+        run_prefix, run_first, run_last = prefix, number, number
+    if run_prefix is not None:
+        ranges.append(_range_text(run_prefix, run_first, run_last))
+    if len(ranges) > limit:
+        return ranges[:limit] + [f"... and {len(ranges) - limit} more ranges"]
+    return ranges
+
+
+def _range_text(prefix: str, first: str, last: str) -> str:
+    return f"{prefix}{first}" if first == last else f"{prefix}{first}..{last}"
+
+
+def data_class_rpo(
+    history: History,
+    data_class: str,
+    services: list[str],
+    final_read: Mapping[str, Any] | None,
+    fault_s: float | None,
+    objective_s: float,
+) -> CheckResult:
+    """Measure the data loss of one data class (see the module docstring)."""
+    name = f"rpo:{data_class}"
+    metrics: dict[str, Any] = {"objective_s": objective_s, "services": services, "fault_s": fault_s}
+    service_codes = [history.service.code(s) for s in services]
+    rows = history.key_row
+    in_class = np.isin(history.service.codes[rows], service_codes)
+    rows = rows[in_class]
+    keys = history.key[in_class]
+    types = history.type[rows]
+    attempted = np.unique(keys)
+    metrics["attempted_count"] = int(attempted.size)
+    if final_read is None:
+        return CheckResult(name, Validity.UNKNOWN, metrics, explanation=[
+            f"No final read was taken, so nothing says which {data_class} writes survived; "
+            "the data loss cannot be measured. Re-run with the final read enabled."])
+    present_lists = final_read.get("present", {})
+    present = np.array(
+        [k.encode() for s in services for k in present_lists.get(s, [])], dtype=bytes)
+    present = np.unique(present) if present.size else np.zeros(0, dtype="S1")
+    metrics["present_count"] = int(present.size)
+
+    acked = types == OK
+    ack_keys = keys[acked]
+    ack_rows = rows[acked]
+    ack_s = history.end_s[ack_rows]
+    ack_s = np.where(np.isnan(ack_s), history.time_s[ack_rows], ack_s)
+    lost_mask = ~np.isin(ack_keys, present)
+    lost_keys = ack_keys[lost_mask]
+    lost_ack_s = ack_s[lost_mask]
+    metrics["acknowledged_count"] = int(ack_keys.size)
+
+    unexpected = present[~np.isin(present, attempted)]
+    failed_present = np.unique(keys[(types == FAIL) & np.isin(keys, present)])
+    info_keys = np.unique(keys[types == INFO])
+    recovered = info_keys[np.isin(info_keys, present)]
+    invoked = np.unique(keys[types == INVOKE])
+    completed = np.unique(keys[types != INVOKE])
+    never_completed = invoked[~np.isin(invoked, completed)]
+    metrics.update({
+        "unexpected_count": int(unexpected.size),
+        "failed_but_present_count": int(failed_present.size),
+        "info_count": int(info_keys.size),
+        "recovered_count": int(recovered.size),
+        "never_completed_count": int(never_completed.size),
+    })
+
+    def decoded(values: np.ndarray) -> list[str]:
+        return [v.decode() for v in values.tolist()]
+
+    if fault_s is None:
+        before = np.zeros(lost_keys.size, dtype=bool)
+    else:
+        before = lost_ack_s <= fault_s
+    lost_before_keys = lost_keys[before]
+    lost_after_keys = lost_keys[~before]
+    metrics["lost_count"] = int(lost_keys.size)
+    metrics["lost_after_fault_count"] = int(lost_after_keys.size)
+    evidence: dict[str, Any] = {}
+    if lost_keys.size:
+        evidence["lost_keys"] = key_ranges(decoded(lost_before_keys))
+        evidence["first_lost_ack_s"] = float(lost_ack_s.min())
+        evidence["last_lost_ack_s"] = float(lost_ack_s.max())
+    if lost_after_keys.size:
+        evidence["lost_after_fault_keys"] = key_ranges(decoded(lost_after_keys))
+    if unexpected.size:
+        evidence["unexpected_keys"] = key_ranges(decoded(unexpected))
+    if failed_present.size:
+        evidence["failed_but_present_keys"] = key_ranges(decoded(failed_present))
+
+    explanation: list[str] = []
+    problems: list[str] = []
+    if unexpected.size:
+        problems.append(f"{unexpected.size} {data_class} record(s) are present that no client ever wrote")
+    if failed_present.size:
+        problems.append(f"{failed_present.size} {data_class} write(s) that users were told had failed "
+                        "are present anyway")
+    if lost_after_keys.size:
+        problems.append(f"{lost_after_keys.size} {data_class} write(s) acknowledged after the fault began "
+                        "were lost (split brain: the old primary kept accepting writes the new one never got)")
+
+    if fault_s is None:
+        metrics["data_loss_window_s"] = None
+        if problems:
+            return CheckResult(name, Validity.INVALID, metrics, evidence, ["; ".join(problems) + "."])
+        return CheckResult(name, Validity.UNKNOWN, metrics, evidence, [
+            f"No fault ran, so there is no recovery point to measure; {lost_keys.size} acknowledged "
+            f"{data_class} write(s) missing."])
+
+    acked_before = ack_s[ack_s <= fault_s]
+    if lost_before_keys.size:
+        window_s = float(fault_s - lost_ack_s[before].min())
+    else:
+        window_s = 0.0
+    metrics["data_loss_window_s"] = window_s
+    metrics["rpo_resolution_s"] = float(fault_s - acked_before.max()) if acked_before.size else None
+
+    if problems:
+        explanation.append("; ".join(problems) + ".")
+        return CheckResult(name, Validity.INVALID, metrics, evidence, explanation)
+    if lost_before_keys.size:
+        text = (f"{lost_before_keys.size} of {ack_keys.size} acknowledged {data_class} writes were lost: "
+                f"acknowledged from {clock(float(lost_ack_s[before].min()))} up to the fault at {clock(fault_s)}, "
+                f"a data loss window of {window_s:.2f} s")
+    else:
+        text = (f"None of the {ack_keys.size} acknowledged {data_class} writes was lost "
+                f"(data loss window 0 s)")
+    if window_s >= objective_s:
+        return CheckResult(name, Validity.INVALID, metrics, evidence, [
+            f"{text}, NOT within the RPO objective of {objective_s:g} s."])
+    if not acked_before.size:
+        return CheckResult(name, Validity.UNKNOWN, metrics, evidence, [
+            f"No {data_class} write was acknowledged before the fault, so a loss could not have been seen; "
+            "run write traffic before injecting the fault."])
+    if metrics["rpo_resolution_s"] >= objective_s:
+        return CheckResult(name, Validity.UNKNOWN, metrics, evidence, [
+            f"{text}, but the last {data_class} write before the fault was acknowledged "
+            f"{metrics['rpo_resolution_s']:.1f} s before it — longer than the RPO objective of "
+            f"{objective_s:g} s — so a loss within the objective could have gone unseen. Run more write traffic."])
+    return CheckResult(name, Validity.VALID, metrics, evidence, [
+        f"{text}, within the RPO objective of {objective_s:g} s."])
+
+
+def check_rpo(
+    history: History,
+    config: DrillConfig,
+    final_read: Mapping[str, Any] | None,
+    objective_override_s: Mapping[str, float] | None = None,
+    fault_s: float | None = None,
+) -> CheckResult:
+    """RPO of every data class (``rpo:<data class>``) from the history and the final read."""
+    overrides = dict(objective_override_s or {})
+    if fault_s is None:
+        fault_s = fault_start_s(history)
+    results = []
+    for data_class, objective_s in config.rpo_objective_s.items():
+        services = config.services_in_data_class(data_class)
+        if services:
+            results.append(data_class_rpo(history, data_class, services, final_read, fault_s,
+                                          overrides.get(data_class, objective_s)))
+    return compose("rpo", results)

@@ -1,0 +1,46 @@
+"""drdrill's exceptions: one tree, so callers can catch exactly what they mean.
+
+    DrdrillError                 anything drdrill raises on purpose
+    ├── ConfigError              a drill config or objective is malformed (names file and field)
+    ├── HistoryError             a history file or run directory cannot be read (names file and line)
+    ├── TrafficError             the synthetic traffic could not start, flow or stop
+    ├── ExperimentError          an experiment is unknown, malformed or invalid (names the file)
+    └── TargetError              the platform under test cannot be reached or refuses an operation
+
+Messages say what happened and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DrdrillError",
+    "ExperimentError",
+    "HistoryError",
+    "TargetError",
+    "TrafficError",
+]
+
+
+class DrdrillError(Exception):
+    """Anything drdrill raises on purpose."""
+
+
+class ConfigError(DrdrillError):
+    """A drill config or objective is malformed."""
+
+
+class HistoryError(DrdrillError):
+    """A history file or run directory cannot be read."""
+
+
+class TrafficError(DrdrillError):
+    """The synthetic traffic could not start, flow or stop."""
+
+
+class ExperimentError(DrdrillError):
+    """An experiment is unknown, malformed or invalid."""
+
+
+class TargetError(DrdrillError):
+    """The platform under test cannot be reached or refuses an operation."""

@@ -1,0 +1,423 @@
+"""The history: one JSON line per operation, written by clients and the fault injector, read by checkers.
+
+Terms and units
+---------------
+op
+    One JSON object on one line of ``history.jsonl``. Fields (all optional but ``process``, ``type``
+    and ``time_s``):
+
+    ``process``     who performed it: ``client-<n>`` for synthetic users, ``nemesis`` for the fault
+                    injector (chaos experiment activities, runbook steps).
+    ``type``        ``invoke`` (a write is about to be sent), ``ok`` (certainly took effect),
+                    ``fail`` (certainly did not), ``info`` (unknown: it may or may not have).
+    ``f``           the operation: ``payments.create``, ``users.read``, or for the nemesis
+                    ``start:<activity>`` / ``stop:<activity>``.
+    ``service``     the platform service the op was aimed at (``payments``, ``auth``...).
+    ``key``         the client-generated unique key of a write (shared by its invoke and completion).
+    ``time_s``      epoch seconds (``time.time()``) when the op started.
+    ``end_s``       epoch seconds when it completed (absent on ``invoke``).
+    ``latency_ms``  milliseconds from start to completion.
+    ``status``      HTTP status code, when a response arrived.
+    ``error``       short description of why it failed or is unknown.
+    ``region``      which region answered, when known.
+    ``phase``       nemesis only: ``method``, ``rollback`` or ``steady-state``.
+    ``kind``        nemesis only: ``action`` or ``probe``.
+
+client op / completion
+    An op of a ``client-*`` process whose type is ``ok``, ``fail`` or ``info``: what a user saw.
+    Reads have only a completion; writes have an ``invoke`` and, unless the client died, a completion.
+
+History
+    The columnar, read-only form of a history file used by checkers: client ops as NumPy arrays
+    (one row per op, dictionary-encoded strings) and nemesis ops as a short list of dicts. Built from
+    a file with :func:`load_history` or from a list of dicts with :meth:`History.from_ops`; both go
+    through the same code so hand-written test histories exercise what real runs do.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from drdrill.errors import HistoryError
+
+__all__ = [
+    "FIELDS",
+    "INFO",
+    "INVOKE",
+    "FAIL",
+    "OK",
+    "OP_TYPES",
+    "History",
+    "HistoryWriter",
+    "load_history",
+    "read_ops",
+]
+
+OP_TYPES = ("invoke", "ok", "fail", "info")
+INVOKE, OK, FAIL, INFO = range(4)
+FIELDS = (
+    "process", "type", "f", "service", "key", "time_s", "end_s", "latency_ms", "status", "error",
+    "region", "phase", "kind",
+)
+NEMESIS = "nemesis"
+
+_STRING_FIELDS = ("process", "type", "f", "service", "key", "error", "region", "phase", "kind")
+_FLOAT_FIELDS = ("time_s", "end_s", "latency_ms")
+
+
+class HistoryWriter:
+    """Appends ops to a history file; thread-safe; flushes at least every ``flush_interval_s``.
+
+    The file is opened with ``O_APPEND`` and every flush is one ``write()`` of whole lines, so
+    several processes (Locust, the fault injector) can append to the same file without tearing
+    lines. ``append(..., flush=True)`` writes through at once: writes log their ``invoke`` that
+    way, so an attempt is on disk before the request leaves.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], flush_interval_s: float = 0.5) -> None:
+        self.path = Path(path)
+        self.flush_interval_s = flush_interval_s
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._buffer: list[bytes] = []
+        self._lock = threading.Lock()
+        self._last_flush_s = time.monotonic()
+
+    def append(self, op: Mapping[str, Any], flush: bool = False) -> None:
+        """Queue one op (a mapping of the fields above; ``None`` values are dropped)."""
+        line = orjson.dumps({k: v for k, v in op.items() if v is not None}) + b"\n"
+        with self._lock:
+            self._buffer.append(line)
+            if flush or time.monotonic() - self._last_flush_s >= self.flush_interval_s:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        """Write every queued op to the file now."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        self._last_flush_s = time.monotonic()
+        if not self._buffer or self._fd is None:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+
+    def close(self) -> None:
+        """Flush and close; later appends are dropped silently (the run is over)."""
+        with self._lock:
+            self._flush_locked()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_ops(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield every op of a history file as a dict, in file order.
+
+    A last line without its newline (the writer died mid-write) is skipped; any other line that is
+    not a JSON object raises :class:`HistoryError` naming the file and line.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise HistoryError(f"cannot read history {path}: {exc.strerror}") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                return
+            if not line.strip():
+                continue
+            try:
+                op = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise HistoryError(f"{path}:{number}: not a JSON object: {exc}") from exc
+            if not isinstance(op, dict):
+                raise HistoryError(f"{path}:{number}: expected a JSON object, got {type(op).__name__}")
+            yield op
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A dictionary-encoded string column: ``names[codes[i]]`` is row i's value (``codes < 0``: absent)."""
+
+    codes: np.ndarray
+    names: tuple[str, ...]
+
+    def code(self, name: str) -> int:
+        """The code of ``name``, or -2 (matches nothing, not even absent) when it never occurs."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return -2
+
+    def value(self, row: int) -> str | None:
+        """The string at ``row`` (None when absent)."""
+        code = int(self.codes[row])
+        return self.names[code] if code >= 0 else None
+
+
+@dataclass(frozen=True)
+class History:
+    """A history in columnar form: client ops as arrays, nemesis ops as dicts. See the module docstring.
+
+    Columns (length ``n``, one row per client op, file order):
+    ``type`` (int8: INVOKE/OK/FAIL/INFO), ``time_s``, ``end_s``, ``latency_ms`` (float64, NaN when
+    absent), ``status`` (int32, -1 when absent), and the dictionary-encoded ``process``, ``f``,
+    ``service``, ``error``, ``region``. Write keys are held only for rows that have one:
+    ``key_row`` (row indices) and ``key`` (UTF-8 bytes, NumPy ``S`` dtype), same length.
+    ``nemesis``: nemesis ops as dicts, sorted by ``time_s``.
+    """
+
+    type: np.ndarray
+    time_s: np.ndarray
+    end_s: np.ndarray
+    latency_ms: np.ndarray
+    status: np.ndarray
+    process: Codes
+    f: Codes
+    service: Codes
+    error: Codes
+    region: Codes
+    key_row: np.ndarray
+    key: np.ndarray
+    nemesis: tuple[dict[str, Any], ...] = field(default=())
+    source: str = "<memory>"
+
+    @property
+    def n(self) -> int:
+        """Number of client ops."""
+        return int(self.type.shape[0])
+
+    def op(self, row: int) -> dict[str, Any]:
+        """Row ``row`` as an op dict (for evidence); slow, for a handful of rows only."""
+        op: dict[str, Any] = {
+            "process": self.process.value(row),
+            "type": OP_TYPES[int(self.type[row])],
+            "f": self.f.value(row),
+            "service": self.service.value(row),
+            "time_s": float(self.time_s[row]),
+        }
+        for name in ("end_s", "latency_ms"):
+            value = float(getattr(self, name)[row])
+            if not np.isnan(value):
+                op[name] = value
+        if self.status[row] >= 0:
+            op["status"] = int(self.status[row])
+        for name in ("error", "region"):
+            value = getattr(self, name).value(row)
+            if value is not None:
+                op[name] = value
+        hit = np.searchsorted(self.key_row, row)
+        if hit < self.key_row.shape[0] and self.key_row[hit] == row:
+            op["key"] = self.key[hit].decode()
+        return {k: v for k, v in op.items() if v is not None}
+
+    @classmethod
+    def from_ops(cls, ops: Iterable[Mapping[str, Any]], source: str = "<memory>") -> History:
+        """Build a History from op dicts (hand-written histories in tests go through here)."""
+        return _build(_ops_to_batches(ops), source)
+
+
+def load_history(path: str | os.PathLike[str]) -> History:
+    """Read a history file into a :class:`History`, streaming (10M ops fit in well under 2 GB).
+
+    A truncated last line is ignored (the writer crashed); a malformed line raises
+    :class:`HistoryError` naming the file and line.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pajson
+
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryError(f"no history file at {path}")
+    size = path.stat().st_size
+    if size == 0:
+        return _build(iter(()), str(path))
+    mapped = pa.memory_map(str(path))
+    buffer = mapped.read_buffer()
+    last_newline = _last_newline(buffer, size)
+    if last_newline < 0:
+        return _build(iter(()), str(path))
+    source = pa.BufferReader(buffer.slice(0, last_newline + 1))
+    read_options = pajson.ReadOptions(block_size=8 << 20, use_threads=False)
+    parse_options = pajson.ParseOptions(
+        explicit_schema=_arrow_schema(), unexpected_field_behavior="ignore"
+    )
+    try:
+        reader = pajson.open_json(source, read_options=read_options, parse_options=parse_options)
+        return _build(iter(reader), str(path))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Let the line-by-line reader name the offending line.
+        for _ in read_ops(path):
+            pass
+        raise HistoryError(f"{path}: not a valid history (a field has the wrong type)") from None
+
+
+def _last_newline(buffer: Any, size: int) -> int:
+    """Offset of the last b'\\n' in a pyarrow buffer (scans back from the end in small steps)."""
+    step = 1 << 16
+    end = size
+    while end > 0:
+        start = max(0, end - step)
+        chunk = buffer.slice(start, end - start).to_pybytes()
+        at = chunk.rfind(b"\n")
+        if at >= 0:
+            return start + at
+        end = start
+    return -1
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    fields = []
+    for name in FIELDS:
+        if name in _FLOAT_FIELDS:
+            fields.append(pa.field(name, pa.float64()))
+        elif name == "status":
+            fields.append(pa.field(name, pa.int64()))
+        else:
+            fields.append(pa.field(name, pa.string()))
+    return pa.schema(fields)
+
+
+def _ops_to_batches(ops: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
+    import pyarrow as pa
+
+    schema = _arrow_schema()
+    rows = [{name: op.get(name) for name in FIELDS} for op in ops]
+    for row in rows:
+        for name in _FLOAT_FIELDS:
+            if row[name] is not None:
+                row[name] = float(row[name])
+    if rows:
+        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+class _Encoder:
+    """Grows a global string dictionary across batches."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, column: Any, dtype: Any = np.int16) -> None:
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(column)
+        local = encoded.dictionary.to_pylist()
+        mapping = np.array([self.index.setdefault(v, len(self.index)) for v in local] + [-1], dtype=dtype)
+        indices = encoded.indices.fill_null(len(local)).to_numpy(zero_copy_only=False)
+        self.chunks.append(mapping[indices])
+
+    def finish(self, dtype: Any = np.int16) -> Codes:
+        codes = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=dtype)
+        return Codes(codes.astype(dtype, copy=False), tuple(self.index))
+
+
+def _string_bytes(column: Any) -> np.ndarray:
+    """A non-null arrow string array as a NumPy fixed-width bytes array, without Python objects."""
+    import pyarrow as pa
+
+    column = column.cast(pa.large_binary())
+    n = len(column)
+    if n == 0:
+        return np.zeros(0, dtype="S1")
+    _, offsets_buf, data_buf = column.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[column.offset : column.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    lengths = np.diff(offsets)
+    width = max(int(lengths.max()), 1)
+    out = np.zeros((n, width), dtype=np.uint8)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(int(lengths.sum())) - np.repeat(offsets[:-1] - offsets[0], lengths)
+    out[rows, cols] = data[offsets[0] : offsets[-1]]
+    return out.view(f"S{width}").reshape(n)
+
+
+def _build(batches: Iterator[Any], source: str) -> History:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    type_codes = {name: code for code, name in enumerate(OP_TYPES)}
+    encoders = {name: _Encoder() for name in ("process", "f", "service", "error", "region")}
+    types: list[np.ndarray] = []
+    floats: dict[str, list[np.ndarray]] = {name: [] for name in _FLOAT_FIELDS}
+    statuses: list[np.ndarray] = []
+    key_rows: list[np.ndarray] = []
+    keys: list[np.ndarray] = []
+    nemesis: list[dict[str, Any]] = []
+    offset = 0
+    for batch in batches:
+        is_nemesis = pc.fill_null(pc.equal(batch.column("process"), NEMESIS), False)
+        if pc.any(is_nemesis).as_py():
+            nemesis.extend(
+                {k: v for k, v in row.items() if v is not None}
+                for row in batch.filter(is_nemesis).to_pylist()
+            )
+            batch = batch.filter(pc.invert(is_nemesis))
+        n = batch.num_rows
+        if n == 0:
+            continue
+        missing = pc.sum(pc.is_null(batch.column("time_s"))).as_py() or 0
+        if missing or pc.sum(pc.is_null(batch.column("type"))).as_py():
+            raise HistoryError(f"{source}: {missing or 'some'} client op(s) lack time_s or type")
+        type_column = batch.column("type")
+        unknown = pc.invert(pc.is_in(type_column, value_set=pa.array(OP_TYPES)))
+        if pc.any(unknown).as_py():
+            bad = type_column.filter(unknown)[0].as_py()
+            raise HistoryError(f"{source}: unknown op type {bad!r} (expected one of {', '.join(OP_TYPES)})")
+        encoded_types = pc.dictionary_encode(type_column)
+        lookup = np.array([type_codes[v] for v in encoded_types.dictionary.to_pylist()], dtype=np.int8)
+        types.append(lookup[encoded_types.indices.to_numpy()])
+        for name in _FLOAT_FIELDS:
+            floats[name].append(batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64))
+        statuses.append(batch.column("status").fill_null(-1).to_numpy().astype(np.int32))
+        for name, encoder in encoders.items():
+            encoder.add(batch.column(name), np.int32 if name == "error" else np.int16)
+        key_column = batch.column("key")
+        has_key = pc.is_valid(key_column)
+        if pc.any(has_key).as_py():
+            key_rows.append(np.flatnonzero(has_key.to_numpy(zero_copy_only=False)) + offset)
+            keys.append(_string_bytes(key_column.filter(has_key)))
+        offset += n
+
+    def cat(chunks: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype=dtype)
+
+    nemesis.sort(key=lambda op: op.get("time_s") or 0.0)
+    return History(
+        type=cat(types, np.int8),
+        time_s=cat(floats["time_s"], np.float64),
+        end_s=cat(floats["end_s"], np.float64),
+        latency_ms=cat(floats["latency_ms"], np.float64),
+        status=cat(statuses, np.int32),
+        process=encoders["process"].finish(),
+        f=encoders["f"].finish(),
+        service=encoders["service"].finish(),
+        error=encoders["error"].finish(np.int32),
+        region=encoders["region"].finish(),
+        key_row=cat(key_rows, np.int64),
+        key=np.concatenate(keys) if keys else np.zeros(0, dtype="S1"),
+        nemesis=tuple(nemesis),
+        source=source,
+    )

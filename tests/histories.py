@@ -1,0 +1,54 @@
+"""Builders of hand-written histories for checker tests: traffic with outages of exactly known length."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+T0 = 1_800_000_000.0  # an arbitrary epoch second all test histories start from
+
+
+def reads(
+    service: str,
+    start_s: float,
+    end_s: float,
+    rate_per_s: float,
+    down: Iterable[tuple[float, float]] = (),
+    failed_type: str = "fail",
+    process: str = "client-1",
+) -> list[dict]:
+    """Read ops of ``service`` every 1/rate s in [start_s, end_s); ops starting inside a ``down`` window fail."""
+    windows = list(down)
+    ops = []
+    step = 1.0 / rate_per_s
+    i = 0
+    while (t := start_s + i * step) < end_s:
+        failed = any(a <= t < b for a, b in windows)
+        ops.append({
+            "process": process, "type": failed_type if failed else "ok", "f": f"{service}.read",
+            "service": service, "time_s": t, "end_s": t + 0.002, "latency_ms": 2.0,
+            "status": None if failed else 200, "error": "refused" if failed else None,
+        })
+        i += 1
+    return ops
+
+
+def write(service: str, key: str, time_s: float, outcome: str = "ok", latency_s: float = 0.003,
+          process: str = "client-2") -> list[dict]:
+    """A write: its invoke and (unless ``outcome`` is None) its completion."""
+    ops = [{"process": process, "type": "invoke", "f": f"{service}.create", "service": service,
+            "key": key, "time_s": time_s}]
+    if outcome is not None:
+        ops.append({"process": process, "type": outcome, "f": f"{service}.create", "service": service,
+                    "key": key, "time_s": time_s, "end_s": time_s + latency_s,
+                    "latency_ms": latency_s * 1000})
+    return ops
+
+
+def fault(time_s: float, name: str = "kill-primary", duration_s: float = 0.01) -> list[dict]:
+    """Nemesis ops of one fault action of the method: start and stop."""
+    return [
+        {"process": "nemesis", "type": "info", "f": f"start:{name}", "time_s": time_s,
+         "phase": "method", "kind": "action"},
+        {"process": "nemesis", "type": "ok", "f": f"stop:{name}", "time_s": time_s,
+         "end_s": time_s + duration_s, "phase": "method", "kind": "action"},
+    ]
