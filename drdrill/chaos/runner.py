@@ -1,0 +1,165 @@
+"""The experiment runner: finds, loads, validates and runs a Chaos Toolkit experiment, recording nemesis ops.
+
+The experiment runs with ``chaoslib`` in the main thread (it installs signal handlers) with the
+rollback strategy **always**: rollbacks run whether the method succeeded, failed, or was interrupted
+by Ctrl-C or SIGTERM. Every activity start and end is appended to the run's history as a nemesis op
+(see :mod:`drdrill.history`): ``start:<activity>`` when it starts, ``stop:<activity>`` when it ends
+(``ok`` succeeded, ``fail`` failed, ``info`` interrupted), with ``phase`` (``steady-state``,
+``method``, ``rollback``) and ``kind`` (``action``, ``probe``). The journal is saved as
+``journal.json``. An interrupted run re-raises KeyboardInterrupt after its rollbacks and journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from drdrill.errors import ExperimentError
+from drdrill.history import HistoryWriter
+
+__all__ = ["EXPERIMENT_SUFFIXES", "NemesisRecorder", "find_experiment", "list_experiments",
+           "load_experiment", "run_experiment"]
+
+EXPERIMENT_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def list_experiments(directories: Iterable[str | os.PathLike[str]]) -> dict[str, Path]:
+    """Experiment name (file stem) → path, for every experiment file under ``directories``."""
+    found: dict[str, Path] = {}
+    for directory in directories:
+        directory = Path(directory)
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*")):
+            if path.suffix in EXPERIMENT_SUFFIXES and path.is_file():
+                found.setdefault(path.stem, path)
+    return found
+
+
+def find_experiment(name: str, directories: Iterable[str | os.PathLike[str]]) -> Path:
+    """The experiment file called ``name``; ExperimentError listing the known ones otherwise."""
+    directories = list(directories)
+    candidate = Path(name)
+    if candidate.suffix in EXPERIMENT_SUFFIXES and candidate.is_file():
+        return candidate
+    known = list_experiments(directories)
+    if name in known:
+        return known[name]
+    where = ", ".join(str(d) for d in directories)
+    raise ExperimentError(
+        f"unknown experiment {name!r} (looked in {where}); known experiments: "
+        + (", ".join(sorted(known)) or "none"))
+
+
+def load_experiment(path: str | os.PathLike[str], validate: bool = True) -> dict[str, Any]:
+    """Load (and validate) an experiment file; ExperimentError naming the file and the problem."""
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.experiment import ensure_experiment_is_valid
+    from chaoslib.loader import load_experiment as chaos_load
+
+    path = Path(path)
+    try:
+        experiment = chaos_load(str(path))
+    except json.JSONDecodeError as exc:
+        raise ExperimentError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
+    except ChaosException as exc:
+        raise ExperimentError(f"{path}: cannot load experiment: {exc}") from exc
+    if validate:
+        try:
+            ensure_experiment_is_valid(experiment)
+        except (ChaosException, ValueError, TypeError) as exc:
+            raise ExperimentError(f"{path}: invalid experiment: {exc}") from exc
+    return experiment
+
+
+class NemesisRecorder:
+    """A chaoslib run event handler writing one nemesis op per activity start and end."""
+
+    def __init__(self, writer: HistoryWriter, experiment: Mapping[str, Any]) -> None:
+        from chaoslib.run import RunEventHandler
+
+        # chaoslib calls handlers by duck typing but registers only RunEventHandler subclasses.
+        self.handler = type("_Handler", (RunEventHandler,), {
+            "start_activity": lambda _, activity: self.start_activity(activity),
+            "activity_completed": lambda _, activity, run: self.activity_completed(activity, run),
+        })()
+        self.writer = writer
+        self._lock = threading.Lock()
+        self._started_s: dict[int, float] = {}
+        self._phase_by_name: dict[str, str] = {}
+        hypothesis = experiment.get("steady-state-hypothesis") or {}
+        for phase, activities in (("steady-state", hypothesis.get("probes") or []),
+                                  ("rollback", experiment.get("rollbacks") or []),
+                                  ("method", experiment.get("method") or [])):
+            for activity in activities:
+                self._phase_by_name[activity.get("name", "")] = phase
+
+    def _op(self, activity: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+        name = activity.get("name", "?")
+        return {"process": "nemesis", "phase": self._phase_by_name.get(name, "method"),
+                "kind": activity.get("type"), **fields}
+
+    def start_activity(self, activity: Mapping[str, Any]) -> None:
+        now = time.time()
+        with self._lock:
+            self._started_s[id(activity)] = now
+        self.writer.append(self._op(activity, type="info", f=f"start:{activity.get('name')}",
+                                    time_s=now), flush=True)
+
+    def activity_completed(self, activity: Mapping[str, Any], run: Mapping[str, Any]) -> None:
+        now = time.time()
+        with self._lock:
+            started = self._started_s.pop(id(activity), now)
+        status = run.get("status")
+        op_type = {"succeeded": "ok", "failed": "fail"}.get(status, "info")
+        error = None
+        if run.get("exception"):
+            error = str(run["exception"][-1]).strip()[:300]
+        elif status is None:
+            error = "interrupted"
+        self.writer.append(self._op(activity, type=op_type, f=f"stop:{activity.get('name')}",
+                                    time_s=started, end_s=now,
+                                    latency_ms=round((now - started) * 1000, 3), error=error),
+                           flush=True)
+
+
+def run_experiment(
+    experiment: dict[str, Any],
+    writer: HistoryWriter,
+    journal_path: str | os.PathLike[str],
+    configuration: Mapping[str, Any] | None = None,
+    hypothesis_strategy: str = "default",
+    hypothesis_frequency_s: float = 1.0,
+) -> dict[str, Any]:
+    """Run ``experiment`` (rollbacks always), record nemesis ops, save and return the journal.
+
+    ``configuration`` overrides the experiment's configuration keys (how drdrill tells an experiment
+    where the target is). Must be called from the main thread. KeyboardInterrupt is re-raised after
+    rollbacks ran and the journal was saved.
+    """
+    from chaoslib.experiment import run_experiment as chaos_run
+    from chaoslib.run import Schedule, Strategy
+
+    if threading.current_thread() is not threading.main_thread():
+        raise ExperimentError("experiments must run in the main thread (chaoslib installs signal handlers)")
+    recorder = NemesisRecorder(writer, experiment)
+    settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
+    journal = chaos_run(
+        experiment,
+        settings=settings,
+        experiment_vars=(dict(configuration or {}), {}),
+        strategy=Strategy.from_string(hypothesis_strategy),
+        schedule=Schedule(continuous_hypothesis_frequency=hypothesis_frequency_s),
+        event_handlers=[recorder.handler],
+    )
+    writer.flush()
+    journal_path = Path(journal_path)
+    journal_path.write_text(json.dumps(journal, indent=2, default=str))
+    if journal.get("status") == "interrupted":
+        raise KeyboardInterrupt(f"experiment interrupted; rollbacks ran; journal at {journal_path}")
+    return journal

@@ -1,0 +1,136 @@
+"""One drill, end to end: traffic on, experiment, recovery, final read, verdicts — all into one run directory.
+
+The Gherkin steps are thin calls into :class:`Drill`; so is anything else that runs a drill.
+
+Order (DESIGN §2): :meth:`Drill.start_traffic` → :meth:`Drill.run_experiment` →
+:meth:`Drill.wait_recovered` (traffic keeps flowing until the target is healthy, then one more
+recovery window so recovery can be proven) → :meth:`Drill.finish` (traffic stops, the final read
+looks up every key the run wrote) → :meth:`Drill.judge` per objective → :meth:`Drill.close` (writes
+``results.json``). Whatever fails in between, ``close`` stops the traffic and leaves a run directory
+that ``drdrill check`` can judge.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from drdrill.chaos.runner import find_experiment, load_experiment
+from drdrill.chaos.runner import run_experiment as chaos_run
+from drdrill.checkers import CheckResult
+from drdrill.config import DrillConfig
+from drdrill.errors import TargetError
+from drdrill.history import History, HistoryWriter
+from drdrill.run import RunDir, judge
+from drdrill.targets import Target
+from drdrill.traffic.runner import TrafficRun
+
+__all__ = ["Drill"]
+
+log = logging.getLogger("drdrill")
+
+
+class Drill:
+    """The state of one drill (one Gherkin scenario) and the operations on it."""
+
+    def __init__(self, target: Target, config: DrillConfig, run: RunDir,
+                 experiment_dirs: Iterable[str | os.PathLike[str]]) -> None:
+        self.target = target
+        self.config = config
+        self.run = run
+        self.experiment_dirs = [Path(d) for d in experiment_dirs]
+        self.writer = HistoryWriter(run.history_path)
+        self.traffic: TrafficRun | None = None
+        self.finished = False
+        self._history: History | None = None
+
+    def __repr__(self) -> str:
+        return f"Drill({self.run.path.name})"
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Block until the target reports healthy; TargetError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not self.target.healthy():
+            if time.monotonic() > deadline:
+                raise TargetError(f"the {self.target.name} target at {self.target.base_url} was not healthy "
+                                  f"within {timeout_s:g} s; check that it is up")
+            time.sleep(0.2)
+
+    def start_traffic(self, users: int, rate_per_user: float = 10.0, max_duration_s: float = 3600.0,
+                      baseline_s: float | None = None) -> None:
+        """Start synthetic users, wait until every service answers them, then observe a baseline.
+
+        The baseline (default: one recovery window) is steady-state evidence before any fault: the
+        availability checker judges it, and the RPO checker needs writes acknowledged before the
+        fault to see how far back a loss reaches.
+        """
+        self.traffic = TrafficRun(self.target.base_url, self.run.history_path, self.run.run_id,
+                                  users=users, rate_per_user=rate_per_user, max_duration_s=max_duration_s)
+        self.run.update_meta(traffic={"users": users, "rate_per_user": rate_per_user})
+        self.traffic.start()
+        self.traffic.wait_until_flowing()
+        time.sleep(self.config.recovery.window_s if baseline_s is None else baseline_s)
+
+    def run_experiment(self, name: str) -> dict[str, Any]:
+        """Run the experiment called ``name`` against the target; returns its journal."""
+        path = find_experiment(name, self.experiment_dirs)
+        experiment = load_experiment(path)
+        self.run.update_meta(experiment={"name": name, "path": str(path), "title": experiment.get("title")})
+        return chaos_run(experiment, self.writer, self.run.journal_path,
+                         configuration=self.target.experiment_configuration())
+
+    def wait_recovered(self, timeout_s: float = 600.0) -> float:
+        """Keep traffic flowing until the target is healthy, then one more recovery window; returns seconds waited."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while not self.target.healthy():
+            if time.monotonic() > deadline:
+                log.warning("target not healthy after %.0f s; judging what was observed", timeout_s)
+                break
+            time.sleep(0.2)
+        time.sleep(self.config.recovery.window_s + 1.0)
+        return time.monotonic() - started
+
+    def finish(self) -> None:
+        """Stop traffic and take the final read (idempotent)."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.traffic is not None:
+            self.traffic.stop()
+        self.writer.flush()
+        try:
+            present = self.target.final_read(self.run.run_id)
+        except Exception as exc:  # noqa: BLE001 - without a final read RPO is UNKNOWN, not a crash
+            log.warning("final read failed: %s; RPO will be unknown", exc)
+            self.run.update_meta(final_read_error=f"{type(exc).__name__}: {exc}")
+            return
+        self.run.write_final_read(present, prefix=self.run.run_id)
+
+    def history(self) -> History:
+        if self._history is None or not self.finished:
+            self._history = self.run.history()
+        return self._history
+
+    def judge(self, kind: str, subject: str, limit: float, step: str = "") -> CheckResult:
+        """Record and evaluate one objective (see :mod:`drdrill.run`); finishes the drill first."""
+        self.finish()
+        judgement = {"kind": kind, "subject": subject, "limit": limit, "step": step}
+        self.run.add_judgement(**judgement)
+        return judge(self.history(), self.config, self.run.final_read(), judgement)
+
+    def close(self) -> CheckResult | None:
+        """Finish, close the history and write results.json; never raises for a broken run."""
+        try:
+            self.finish()
+        finally:
+            self.writer.close()
+        try:
+            return self.run.check()
+        except Exception as exc:  # noqa: BLE001 - a crash here must not hide the scenario's own error
+            log.warning("could not check %s: %s", self.run.path, exc)
+            return None

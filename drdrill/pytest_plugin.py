@@ -1,0 +1,215 @@
+"""drdrill's pytest plugin: drill fixtures, Gherkin pre-flight checks, and verdicts turned into test outcomes.
+
+Options: ``--drdrill-target`` (which platform to drill), ``--drdrill-runs-dir`` (where run directories
+go, default ``reports/runs``), ``--drdrill-config`` (a drill YAML; default ``drdrill.yaml`` if present,
+else the DR plan's objectives). Ini: ``drdrill_experiment_dirs`` (where ``When the experiment "X"
+runs`` looks, default ``experiments``).
+
+Pre-flight: after collection and before any test runs, every step of every selected scenario must
+have a definition and every experiment a step names must exist and validate; otherwise the session
+stops with one message listing each problem at its file and line — before any fault is injected.
+
+Verdicts: :func:`require` turns a checker result into the test outcome: INVALID raises
+AssertionError (Allure: failed, a product defect); UNKNOWN raises :class:`Indeterminate`
+(Allure: broken, not enough evidence).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drdrill.checkers import CheckResult, Validity
+from drdrill.config import load_config
+from drdrill.errors import DrdrillError
+from drdrill.run import RunDir
+from drdrill.targets import TARGETS
+
+__all__ = ["EXPERIMENT_STEP", "Indeterminate", "require"]
+
+EXPERIMENT_STEP = 'the experiment "{name}" runs'
+
+
+class Indeterminate(Exception):
+    """The history cannot tell whether the objective was met (a checker said UNKNOWN)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("drdrill", "drdrill drills")
+    group.addoption("--drdrill-target", choices=TARGETS, default="groundtruth",
+                    help="the platform to drill (default: groundtruth)")
+    group.addoption("--drdrill-runs-dir", default="reports/runs",
+                    help="where run directories are written (default: reports/runs)")
+    group.addoption("--drdrill-config", default=None,
+                    help="drill config YAML (default: drdrill.yaml if present, else the DR plan's objectives)")
+    parser.addini("drdrill_experiment_dirs", type="paths", default=[],
+                  help="directories searched for experiments named in steps (default: experiments)")
+
+
+def experiment_dirs(config: pytest.Config) -> list[Path]:
+    return list(config.getini("drdrill_experiment_dirs")) or [config.rootpath / "experiments"]
+
+
+# ---------------------------------------------------------------------- pre-flight
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    problems = preflight(session)
+    if problems:
+        raise pytest.UsageError(
+            "drdrill pre-flight failed; nothing was run and no fault injected:\n  " + "\n  ".join(problems))
+
+
+def preflight(session: pytest.Session) -> list[str]:
+    """Undefined steps and unknown or invalid experiments among the selected scenarios."""
+    import parse
+    from pytest_bdd.compat import getfixturedefs
+    from pytest_bdd.scenario import inject_fixturedefs_for_step, scenario_wrapper_template_registry
+    from pytest_bdd.steps import get_step_fixture_name
+
+    from drdrill.chaos.runner import find_experiment, load_experiment
+
+    problems: list[str] = []
+    seen: set[str] = set()
+    experiment_pattern = parse.compile(EXPERIMENT_STEP)
+    dirs = experiment_dirs(session.config)
+    manager = session._fixturemanager
+    for item in session.items:
+        template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
+        if template is None:
+            continue
+        example = item.callspec.params.get("_pytest_bdd_example", {}) if hasattr(item, "callspec") else {}
+        scenario = template.render(example)
+        feature_path = scenario.feature.filename
+        for step in scenario.steps:
+            where = f"{feature_path}:{step.line_number}"
+            with inject_fixturedefs_for_step(step=step, fixturemanager=manager, node=item):
+                defined = getfixturedefs(manager, get_step_fixture_name(step=step), item)
+            if not defined and where not in seen:
+                seen.add(where)
+                problems.append(f"{where}: undefined step: {step.keyword} {step.name}")
+            match = experiment_pattern.search(step.name)
+            if match and where not in seen:
+                seen.add(where)
+                try:
+                    load_experiment(find_experiment(match["name"], dirs))
+                except DrdrillError as exc:
+                    problems.append(f"{where}: {exc}")
+    return problems
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def drdrill_config(pytestconfig: pytest.Config):
+    """The drill config (services, objectives, recovery window)."""
+    return load_config(pytestconfig.getoption("--drdrill-config"))
+
+
+@pytest.fixture(scope="session")
+def drdrill_target(pytestconfig: pytest.Config):
+    """The platform under test, started for the session and stopped after it."""
+    name = pytestconfig.getoption("--drdrill-target")
+    if name == "groundtruth":
+        from drdrill.targets.groundtruth import GroundTruthTarget
+
+        target = GroundTruthTarget().start()
+        try:
+            yield target
+        finally:
+            target.stop()
+        return
+    raise pytest.UsageError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+
+
+def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+    request.node.stash[_SCENARIO] = scenario.name
+
+
+_SCENARIO = pytest.StashKey[str]()
+
+
+@pytest.fixture
+def drill(request: pytest.FixtureRequest, drdrill_target, drdrill_config):
+    """One drill per scenario, with its own run directory; always closed (traffic stopped, results written)."""
+    from drdrill.drill import Drill
+
+    scenario = request.node.stash.get(_SCENARIO, request.node.name)
+    runs_dir = Path(request.config.getoption("--drdrill-runs-dir"))
+    if not runs_dir.is_absolute():
+        runs_dir = request.config.rootpath / runs_dir
+    run = RunDir.create(runs_dir, scenario, drdrill_config, target=drdrill_target.name,
+                        nodeid=request.node.nodeid)
+    current = Drill(drdrill_target, drdrill_config, run, experiment_dirs(request.config))
+    _allure_parameter("run directory", str(run.path))
+    try:
+        yield current
+    finally:
+        result = current.close()
+        _attach_run(run, result)
+
+
+# ---------------------------------------------------------------------- verdicts
+
+
+def require(result: CheckResult) -> CheckResult:
+    """Attach ``result`` and turn it into the step's outcome (see the module docstring)."""
+    _attach_text(f"verdict {result.name}", _render(result))
+    if result.validity is Validity.INVALID:
+        raise AssertionError(" ".join(result.explanation) or f"{result.name} is invalid")
+    if result.validity is Validity.UNKNOWN:
+        raise Indeterminate(" ".join(result.explanation) or f"{result.name} is unknown")
+    return result
+
+
+def _render(result: CheckResult) -> str:
+    lines = [f"{result.name}: {result.validity.value.upper()}", *result.explanation, "",
+             "metrics: " + json.dumps(result.metrics, indent=2, default=str)]
+    if result.evidence:
+        lines += ["evidence: " + json.dumps(result.evidence, indent=2, default=str)]
+    return "\n".join(lines)
+
+
+def _allure() -> Any:
+    try:
+        import allure
+    except ImportError:  # pragma: no cover - allure-pytest-bdd is a dependency
+        return None
+    return allure
+
+
+def _allure_parameter(name: str, value: str) -> None:
+    allure = _allure()
+    if allure is not None:
+        allure.dynamic.parameter(name, value, excluded=True)
+
+
+def _attach_text(name: str, body: str) -> None:
+    allure = _allure()
+    if allure is not None:
+        allure.attach(body, name=name, attachment_type=allure.attachment_type.TEXT)
+
+
+def _attach_run(run: RunDir, result: CheckResult | None) -> None:
+    allure = _allure()
+    if allure is None:
+        return
+    for path, kind in ((run.results_path, allure.attachment_type.JSON),
+                       (run.journal_path, allure.attachment_type.JSON),
+                       (run.final_read_path, allure.attachment_type.JSON)):
+        if path.is_file() and path.stat().st_size < 20 << 20:
+            allure.attach.file(str(path), name=path.name, attachment_type=kind)
+    if result is not None:
+        summary = "\n".join(_summary_lines(result))
+        allure.attach(summary, name="verdicts", attachment_type=allure.attachment_type.TEXT)
+
+
+def _summary_lines(result: CheckResult, depth: int = 0) -> list[str]:
+    lines = ["  " * depth + result.summary()]
+    for child in result.children:
+        lines += _summary_lines(child, depth + 1)
+    return lines

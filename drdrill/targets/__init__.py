@@ -1,0 +1,32 @@
+"""Targets: the platform under test, whatever runs it, behind one small protocol.
+
+A target offers what a drill needs from the platform:
+
+``name``                         short name (``groundtruth``; ``local`` and ``aws`` follow)
+``base_url``                     where synthetic traffic goes (always on 127.0.0.1 for local targets)
+``healthy() -> bool``            whether every service answers its health check now
+``final_read(prefix)``           the write keys starting with ``prefix`` found in the recovered system,
+                                 per service: ``{"payments": [...], "users": [...], ...}``
+``experiment_configuration()``   configuration values handed to every experiment (endpoints), so
+                                 experiments never hard-code where the target is
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["TARGETS", "Target"]
+
+TARGETS = ("groundtruth",)
+
+
+@runtime_checkable
+class Target(Protocol):
+    name: str
+    base_url: str
+
+    def healthy(self) -> bool: ...
+
+    def final_read(self, prefix: str) -> dict[str, list[str]]: ...
+
+    def experiment_configuration(self) -> dict[str, Any]: ...

@@ -1,0 +1,53 @@
+"""The ground-truth target: the test service whose outages and data loss are known exactly."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from typing import Any
+
+from drdrill.testing.groundtruth import GroundTruthService
+
+__all__ = ["GroundTruthTarget"]
+
+
+class GroundTruthTarget:
+    """A :class:`~drdrill.targets.Target` backed by a :class:`GroundTruthService` subprocess."""
+
+    name = "groundtruth"
+
+    def __init__(self, service: GroundTruthService | None = None) -> None:
+        self.service = service or GroundTruthService()
+
+    def __repr__(self) -> str:
+        return f"GroundTruthTarget({self.base_url if self.service.running else 'stopped'})"
+
+    def start(self) -> GroundTruthTarget:
+        if not self.service.running:
+            self.service.start()
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self.service.base_url
+
+    def healthy(self) -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"{self.base_url}/healthz", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def final_read(self, prefix: str) -> dict[str, list[str]]:
+        return self.service.lookup(prefix)
+
+    def experiment_configuration(self) -> dict[str, Any]:
+        return {"gt_base_url": self.service.base_url, "gt_control_url": self.service.control_url}
+
+    def truth(self) -> dict[str, Any]:
+        """What really happened (outages, lost writes): for tests and benchmarks."""
+        return self.service.truth()

@@ -1,0 +1,1 @@
+"""Fixtures for testing drdrill itself: services whose behaviour is known exactly."""

@@ -1,0 +1,1 @@
+"""Traffic: synthetic Locust users whose every request becomes an op in the run's history."""
