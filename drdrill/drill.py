@@ -71,8 +71,12 @@ class Drill:
         self.traffic = TrafficRun(self.target.base_url, self.run.history_path, self.run.run_id,
                                   users=users, rate_per_user=rate_per_user, max_duration_s=max_duration_s)
         self.run.update_meta(traffic={"users": users, "rate_per_user": rate_per_user})
+        log.info("traffic: starting %d synthetic users at %g req/s each against %s",
+                 users, rate_per_user, self.target.base_url)
         self.traffic.start()
         self.traffic.wait_until_flowing()
+        baseline = self.config.recovery.window_s if baseline_s is None else baseline_s
+        log.info("traffic: flowing to every service; observing a %g s baseline before any fault", baseline)
         time.sleep(self.config.recovery.window_s if baseline_s is None else baseline_s)
 
     def run_experiment(self, name: str) -> dict[str, Any]:
@@ -80,6 +84,7 @@ class Drill:
         path = find_experiment(name, self.experiment_dirs)
         experiment = load_experiment(path)
         self.run.update_meta(experiment={"name": name, "path": str(path), "title": experiment.get("title")})
+        log.info("experiment %s: running %s (rollbacks always)", name, path)
         return chaos_run(experiment, self.writer, self.run.journal_path,
                          configuration=self.target.experiment_configuration())
 
@@ -87,11 +92,14 @@ class Drill:
         """Keep traffic flowing until the target is healthy, then one more recovery window; returns seconds waited."""
         started = time.monotonic()
         deadline = started + timeout_s
+        log.info("recovery: waiting up to %g s for the target to be healthy", timeout_s)
         while not self.target.healthy():
             if time.monotonic() > deadline:
                 log.warning("target not healthy after %.0f s; judging what was observed", timeout_s)
                 break
             time.sleep(0.2)
+        log.info("recovery: target healthy after %.1f s; observing one more %g s window",
+                 time.monotonic() - started, self.config.recovery.window_s)
         time.sleep(self.config.recovery.window_s + 1.0)
         return time.monotonic() - started
 
@@ -110,6 +118,7 @@ class Drill:
             self.run.update_meta(final_read_error=f"{type(exc).__name__}: {exc}")
             return
         self.run.write_final_read(present, prefix=self.run.run_id)
+        log.info("final read: %d keys of run %s present", sum(map(len, present.values())), self.run.run_id)
 
     def history(self) -> History:
         if self._history is None or not self.finished:

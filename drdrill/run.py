@@ -154,7 +154,7 @@ class RunDir:
             run_checker(f"{j['kind']}:{j['subject']}", lambda j=j: judge(history, config, final_read, j))
             for j in self.meta().get("judgements", [])
         ]
-        children = [base] + ([compose("steps", judgements)] if judgements else [])
+        children = base.children + ([compose("steps", judgements)] if judgements else [])
         result = compose("drill", children)
         result.metrics = {"fault_s": fault_start_s(history), "client_ops": history.n,
                           "nemesis_ops": len(history.nemesis)}

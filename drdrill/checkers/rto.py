@@ -213,9 +213,20 @@ def check_rto(
         ]
         tier_result = compose(f"rto-tier:{tier}", results)
         measured = [r.metrics.get("measured_rto_s") for r in results]
-        tier_result.metrics = {
-            "objective_s": objective_s,
-            "measured_rto_s": max(measured) if measured and None not in measured else None,
-        }
+        tier_measured = max(measured) if measured and None not in measured else None
+        tier_result.metrics = {"objective_s": objective_s, "measured_rto_s": tier_measured}
+        per_service = ", ".join(
+            f"{s} {m:.2f} s" if m is not None else f"{s} {r.validity.value}"
+            for s, m, r in zip(services, measured, results, strict=True))
+        if tier_measured is not None:
+            verdict = "within" if tier_measured < objective_s else "NOT within"
+            tier_result.explanation = [
+                f"The {tier} services recovered {tier_measured:.2f} s after the fault, {verdict} the "
+                f"objective of {objective_s:g} s ({per_service})."]
+        else:
+            tier_result.explanation = [
+                f"The {tier} services' recovery could not be measured in full ({per_service}); "
+                f"objective {objective_s:g} s."] + [line for r in results for line in r.explanation
+                                                    if r.validity is not Validity.VALID][:3]
         tiers.append(tier_result)
     return compose("rto", tiers)

@@ -1,0 +1,205 @@
+"""The ``drdrill`` command: run drills, re-judge stored runs.
+
+Exit codes (every subcommand):
+
+    0    valid: every objective met, and the history proves it
+    1    invalid: an objective was missed (a product defect)
+    2    unknown: the evidence cannot tell (too little traffic, no final read, ...)
+    3    the drill could not run (pre-flight failed: undefined step, unknown experiment, ...)
+    254  bad arguments
+    255  internal error in drdrill
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from drdrill import __version__
+from drdrill.checkers import CheckResult, Validity
+from drdrill.errors import DrdrillError
+
+__all__ = ["main"]
+
+EXIT = {Validity.VALID: 0, Validity.INVALID: 1, Validity.UNKNOWN: 2}
+EXIT_NOT_RUN = 3
+EXIT_BAD_ARGS = 254
+EXIT_INTERNAL = 255
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2, which means "unknown" here
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="drdrill", description=(
+        "Chaos and disaster-recovery drills with recovery time (RTO) and data loss (RPO) measured "
+        "from what synthetic users saw."),
+        epilog="exit codes: 0 valid, 1 invalid (objective missed), 2 unknown (not enough evidence), "
+               "3 drill could not run, 254 bad arguments, 255 internal error")
+    parser.add_argument("--version", action="version", version=f"drdrill {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = commands.add_parser("check", help="re-judge stored run directories offline",
+                                description="Judge run directories from their files alone "
+                                            "(history.jsonl, final-read.json, drill.json); rewrites results.json.")
+    check.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", type=Path)
+    check.add_argument("--json", action="store_true", help="print the full results as JSON")
+    check.add_argument("-v", "--verbose", action="store_true", help="print every result, not only the summary")
+
+    drill = commands.add_parser("drill", help="run Gherkin drills and print their verdicts",
+                                description="Run the Gherkin scenarios under features/ with pytest-bdd "
+                                            "against a target, write a run directory per scenario and Allure "
+                                            "results, and print a verdict table.")
+    drill.add_argument("--target", default="groundtruth", choices=["groundtruth"],
+                       help="platform to drill (default: groundtruth, the exact-truth test service)")
+    drill.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios matching this pytest -k expression")
+    drill.add_argument("-m", dest="markers", metavar="TAGS", help="only scenarios with these tags (pytest -m)")
+    drill.add_argument("--runs-dir", type=Path, default=PROJECT_ROOT / "reports" / "runs",
+                       help="where run directories go (default: reports/runs)")
+    drill.add_argument("--alluredir", type=Path, default=PROJECT_ROOT / "reports" / "allure-results",
+                       help="where Allure results go (default: reports/allure-results)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return cmd_check(args)
+        return cmd_drill(args)
+    except DrdrillError as exc:
+        print(f"drdrill: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except KeyboardInterrupt:
+        print("drdrill: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the documented exit code for our own bugs
+        import traceback
+
+        traceback.print_exc()
+        print(f"drdrill: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from drdrill.checkers import merge_validity
+    from drdrill.run import RunDir
+
+    runs = [RunDir.open(path) for path in args.run_dirs]  # all bad paths fail before any work
+    validities = []
+    for run in runs:
+        result = run.check()
+        validities.append(result.validity)
+        if args.json:
+            print(json.dumps(result.to_dict(), indent=2, default=str))
+            continue
+        print(f"{run.path}: {result.validity.value.upper()}")
+        for line in _tree(result, verbose=args.verbose):
+            print("  " + line)
+    return EXIT[merge_validity(validities)]
+
+
+def _tree(result: CheckResult, verbose: bool, depth: int = 0) -> list[str]:
+    """Groups and their direct results; deeper results only when not valid (or with --verbose)."""
+    lines = []
+    for child in result.children:
+        label = child.name
+        step = child.evidence.get("step")
+        if step:
+            label = f'"{step}" [{child.name}]'
+        text = f"{label}: {child.validity.value.upper()}"
+        if child.explanation and (depth > 0 or not child.children):
+            text += f" — {child.explanation[0]}"
+        lines.append("  " * depth + text)
+        if verbose or depth == 0 or child.validity is not Validity.VALID:
+            lines += _tree(child, verbose, depth + 1)
+    return lines
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    runs_dir = args.runs_dir.resolve()
+    before = set(runs_dir.glob("*")) if runs_dir.is_dir() else set()
+    command = [
+        sys.executable, "-m", "pytest", str(PROJECT_ROOT / "features" / "test_drills.py"),
+        "-p", "no:cacheprovider", "-v", "--log-cli-level=INFO", "--log-cli-format=%(asctime)s %(message)s",
+        "--log-cli-date-format=%H:%M:%S",
+        f"--drdrill-target={args.target}", f"--drdrill-runs-dir={runs_dir}",
+        f"--alluredir={args.alluredir.resolve()}",
+    ]
+    if args.keyword:
+        command += ["-k", args.keyword]
+    if args.markers:
+        command += ["-m", args.markers]
+    print(f"drdrill: drilling the scenarios under {PROJECT_ROOT / 'features'} against the "
+          f"{args.target} target", flush=True)
+    started = time.monotonic()
+    code = subprocess.call(command, cwd=PROJECT_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    after = sorted(set(runs_dir.glob("*")) - before) if runs_dir.is_dir() else []
+    print()
+    if code in (3, 4) or (code == 5 and not after):
+        print("drdrill: the drill did not run (see the message above); no fault was injected"
+              if code != 5 else "drdrill: no scenario matched the selection", file=sys.stderr)
+        return EXIT_NOT_RUN
+    return _verdict_table(after, time.monotonic() - started, args.alluredir)
+
+
+def _verdict_table(run_dirs: list[Path], elapsed_s: float, alluredir: Path) -> int:
+    from drdrill.checkers import merge_validity
+
+    rows = []
+    validities = []
+    for path in run_dirs:
+        results = path / "results.json"
+        if not results.is_file():
+            rows.append((path.name, "-", "-", "-", "NO RESULT (harness error)"))
+            validities.append(Validity.UNKNOWN)
+            continue
+        result = CheckResult.from_dict(json.loads(results.read_text()))
+        validities.append(result.validity)
+        rto = _metric(result, "rto-tier:critical", "measured_rto_s", "objective_s")
+        rpo = _metric(result, "rpo:financial", "data_loss_window_s", "objective_s")
+        lost = _find(result, "rpo:financial")
+        lost_text = f"{lost.metrics.get('lost_count', '-')}" if lost else "-"
+        rows.append((path.name, rto, rpo, lost_text, result.validity.value.upper()))
+    header = ("run", "critical RTO (objective)", "financial RPO (objective)", "lost payments", "verdict")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    overall = merge_validity(validities) if validities else Validity.UNKNOWN
+    print(f"\n{len(rows)} scenario(s) in {elapsed_s:.0f} s: {overall.value.upper()}. "
+          f"Run directories above are under {run_dirs[0].parent if run_dirs else '-'}; "
+          f"Allure results in {alluredir}. Re-judge with: drdrill check <run-dir>")
+    return EXIT[overall]
+
+
+def _find(result: CheckResult, name: str) -> CheckResult | None:
+    try:
+        return result.find(name)
+    except KeyError:
+        return None
+
+
+def _metric(result: CheckResult, name: str, value_key: str, objective_key: str) -> str:
+    found = _find(result, name)
+    if found is None:
+        return "-"
+    value = found.metrics.get(value_key)
+    objective = found.metrics.get(objective_key)
+    value_text = f"{value:.2f} s" if isinstance(value, int | float) else "not measured"
+    return f"{value_text} (< {objective:g} s)" if objective else value_text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The experiment runner on real chaoslib: nemesis ops, journal, rollbacks always (also on Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drdrill.chaos.runner import find_experiment, load_experiment, run_experiment
+from drdrill.errors import ExperimentError
+from drdrill.history import HistoryWriter, read_ops
+
+pytestmark = [pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_activity(name, func, kind="action", **arguments):
+    return {"type": kind, "name": name,
+            "provider": {"type": "python", "module": "tests.chaos_activities", "func": func,
+                         "arguments": arguments}}
+
+
+def experiment(marks: Path, method: list, nap_s: float = 0.05) -> dict:
+    return {
+        "title": "runner test",
+        "description": "python activities only",
+        "steady-state-hypothesis": {"title": "fine", "probes": [
+            {**python_activity("health", "healthy", kind="probe"), "tolerance": True}]},
+        "method": method,
+        "rollbacks": [python_activity("restore", "mark", path=str(marks), text="rolled back")],
+    }
+
+
+def test_activities_become_nemesis_ops_and_rollbacks_run_after_a_failed_action(tmp_path):
+    marks = tmp_path / "marks"
+    exp = experiment(marks, [python_activity("kill-db", "nap", seconds=0.2),
+                             python_activity("break-more", "explode")])
+    with HistoryWriter(tmp_path / "history.jsonl") as writer:
+        journal = run_experiment(exp, writer, tmp_path / "journal.json")
+    assert marks.read_text() == "rolled back\n"
+    saved = json.loads((tmp_path / "journal.json").read_text())
+    assert saved["status"] == journal["status"]
+    ops = list(read_ops(tmp_path / "history.jsonl"))
+    assert [(o["f"], o["type"], o["phase"], o["kind"]) for o in ops] == [
+        ("start:health", "info", "steady-state", "probe"),
+        ("stop:health", "ok", "steady-state", "probe"),
+        ("start:kill-db", "info", "method", "action"),
+        ("stop:kill-db", "ok", "method", "action"),
+        ("start:break-more", "info", "method", "action"),
+        ("stop:break-more", "fail", "method", "action"),
+        ("start:health", "info", "steady-state", "probe"),
+        ("stop:health", "ok", "steady-state", "probe"),
+        ("start:restore", "info", "rollback", "action"),
+        ("stop:restore", "ok", "rollback", "action"),
+    ]
+    kill = ops[3]
+    assert kill["end_s"] - kill["time_s"] == pytest.approx(0.2, abs=0.05)
+    assert "boom" in ops[5]["error"]
+
+
+def test_configuration_overrides_reach_the_activities(tmp_path):
+    marks = tmp_path / "marks"
+    exp = experiment(marks, [python_activity("leave-mark", "mark", path="${where}", text="${what}")])
+    exp["configuration"] = {"where": "/nonexistent/x", "what": "default"}
+    with HistoryWriter(tmp_path / "history.jsonl") as writer:
+        run_experiment(exp, writer, tmp_path / "journal.json",
+                       configuration={"where": str(marks), "what": "overridden"})
+    assert marks.read_text() == "overridden\nrolled back\n"
+
+
+INTERRUPTED_RUN = """
+import sys
+from drdrill.chaos.runner import run_experiment
+from drdrill.history import HistoryWriter
+from tests.integration.test_chaos_runner import experiment, python_activity
+from pathlib import Path
+tmp = Path(sys.argv[1])
+exp = experiment(tmp / "marks", [python_activity("long-fault", "nap", seconds=30)])
+with HistoryWriter(tmp / "history.jsonl") as writer:
+    print("started", flush=True)
+    run_experiment(exp, writer, tmp / "journal.json")
+"""
+
+
+def test_ctrl_c_mid_fault_still_runs_rollbacks_and_saves_the_journal(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, str(tmp_path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 20
+    while not any(op.get("f") == "start:long-fault" for op in _ops(tmp_path)):
+        assert time.monotonic() < deadline, "the fault never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert "KeyboardInterrupt" in stderr and "rollbacks ran" in stderr
+    assert (tmp_path / "marks").read_text() == "rolled back\n"
+    assert json.loads((tmp_path / "journal.json").read_text())["status"] == "interrupted"
+    assert [op["f"] for op in _ops(tmp_path)][-2:] == ["start:restore", "stop:restore"]
+
+
+def _ops(path: Path) -> list[dict]:
+    history = path / "history.jsonl"
+    return list(read_ops(history)) if history.exists() else []
+
+
+def test_unknown_experiment_lists_the_known_ones(tmp_path):
+    (tmp_path / "region-failure.yaml").write_text("title: x\n")
+    with pytest.raises(ExperimentError, match=r"unknown experiment 'region-failur'.*known experiments: region-failure"):
+        find_experiment("region-failur", [tmp_path])
+
+
+def test_every_shipped_experiment_validates():
+    for path in sorted((ROOT / "experiments").glob("*.json")):
+        assert load_experiment(path)["title"], path

@@ -1,0 +1,77 @@
+"""Pre-flight: undefined steps and unknown or invalid experiments stop the drill before any fault."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+FEATURE = """\
+Feature: A drill an engineer is writing
+  Scenario: database failure
+    Given the platform under test is healthy
+    And synthetic traffic of 5 users is running
+    When the experiment "{experiment}" runs
+    And the platform has recovered
+    Then the critical services recover within their RTO objective
+    And the moon is made of cheese
+"""
+
+
+@pytest.fixture
+def drill_project(pytester: pytest.Pytester):
+    pytester.makeconftest(textwrap.dedent("""
+        pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic",
+                          "steps.faults", "steps.objectives"]
+    """))
+    pytester.makeini(textwrap.dedent("""
+        [pytest]
+        drdrill_experiment_dirs = experiments
+    """))
+    pytester.mkdir("experiments")
+    pytester.mkdir("features")
+    pytester.path.joinpath("features", "test_bind.py").write_text(
+        "from pytest_bdd import scenarios\nscenarios('.')\n")
+    return pytester
+
+
+def write_feature(pytester: pytest.Pytester, experiment: str) -> None:
+    pytester.path.joinpath("features", "draft.feature").write_text(FEATURE.format(experiment=experiment))
+
+
+def test_undefined_step_and_unknown_experiment_are_named_before_anything_runs(drill_project):
+    write_feature(drill_project, "kill-the-databse")
+    drill_project.path.joinpath("experiments", "kill-the-database.json").write_text("{}")
+    result = drill_project.runpytest("features", "--drdrill-runs-dir=runs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "drdrill pre-flight failed; nothing was run and no fault injected" in err
+    assert "draft.feature:8: undefined step: And the moon is made of cheese" in err
+    assert "draft.feature:5: unknown experiment 'kill-the-databse'" in err
+    assert "known experiments: kill-the-database" in err
+    assert not drill_project.path.joinpath("runs").exists()  # no drill started, no target touched
+
+
+def test_malformed_experiment_is_named_with_its_line(drill_project):
+    write_feature(drill_project, "broken")
+    drill_project.path.joinpath("experiments", "broken.json").write_text('{\n  "title": "x",\n  oops\n}\n')
+    result = drill_project.runpytest("features", "--drdrill-runs-dir=runs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "broken.json:3:3: not valid JSON" in result.stderr.str()
+
+
+def test_invalid_experiment_is_named(drill_project):
+    write_feature(drill_project, "no-method")
+    drill_project.path.joinpath("experiments", "no-method.json").write_text(json.dumps({"title": "t"}))
+    result = drill_project.runpytest("features", "--drdrill-runs-dir=runs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no-method.json: invalid experiment" in result.stderr.str()
+
+
+def test_unregistered_tag_is_refused_under_strict_markers(drill_project):
+    drill_project.path.joinpath("features", "tagged.feature").write_text(
+        "Feature: tagged\n  @nightlyy\n  Scenario: s\n    Given the platform under test is healthy\n")
+    result = drill_project.runpytest("features", "--strict-markers")
+    assert result.ret != pytest.ExitCode.OK
+    assert "'nightlyy' not found in `markers` configuration option" in result.stdout.str()
