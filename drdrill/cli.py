@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="platform to drill (default: groundtruth, the exact-truth test service)")
     drill.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios matching this pytest -k expression")
     drill.add_argument("-m", dest="markers", metavar="TAGS", help="only scenarios with these tags (pytest -m)")
+    drill.add_argument("--config", type=Path, metavar="YAML",
+                       help="drill config: services, tiers, objectives (default: drdrill.yaml if present, "
+                            "else the DR plan's objectives)")
     drill.add_argument("--runs-dir", type=Path, default=PROJECT_ROOT / "reports" / "runs",
                        help="where run directories go (default: reports/runs)")
     drill.add_argument("--alluredir", type=Path, default=PROJECT_ROOT / "reports" / "allure-results",
@@ -138,6 +141,11 @@ def cmd_drill(args: argparse.Namespace) -> int:
         f"--drdrill-target={args.target}", f"--drdrill-runs-dir={runs_dir}",
         f"--alluredir={args.alluredir.resolve()}",
     ]
+    if args.config is not None:
+        from drdrill.config import load_config
+
+        load_config(args.config)  # a malformed config is refused here, before anything starts
+        command.append(f"--drdrill-config={args.config.resolve()}")
     if args.keyword:
         command += ["-k", args.keyword]
     if args.markers:

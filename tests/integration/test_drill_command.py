@@ -1,0 +1,41 @@
+"""`drdrill drill` end to end: pytest-bdd + Locust + chaoslib + checkers, Allure results, verdict table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_drill_prints_verdicts_writes_allure_and_a_recheckable_run(tmp_path):
+    runs, allure = tmp_path / "runs", tmp_path / "allure"
+    result = subprocess.run(
+        [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(runs), "--alluredir", str(allure),
+         "-m", "groundtruth"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "traffic: flowing to every service" in out  # progress is visible
+    assert "critical RTO (objective)" in out and "VALID" in out
+    (run_dir,) = runs.iterdir()
+    stored = json.loads((run_dir / "results.json").read_text())
+    assert stored["validity"] == "valid"
+
+    (allure_result,) = [json.loads(p.read_text()) for p in allure.glob("*-result.json")]
+    assert allure_result["status"] == "passed"
+    step_names = [step["name"] for step in allure_result["steps"]]
+    assert any("the experiment" in name for name in step_names)
+    attachments = {a["name"] for a in allure_result.get("attachments", [])}
+    assert {"results.json", "journal.json", "verdicts"} <= attachments
+    assert any(p["name"] == "run directory" and p.get("excluded") for p in allure_result["parameters"])
+
+    recheck = subprocess.run([sys.executable, "-m", "drdrill.cli", "check", "--json", str(run_dir)],
+                             capture_output=True, text=True, timeout=120)
+    assert recheck.returncode == 0
+    assert json.loads(recheck.stdout) == stored  # re-judging offline gives the same verdicts
