@@ -36,6 +36,7 @@ History
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -183,7 +184,9 @@ class History:
     ``type`` (int8: INVOKE/OK/FAIL/INFO), ``time_s``, ``end_s``, ``latency_ms`` (float64, NaN when
     absent), ``status`` (int32, -1 when absent), and the dictionary-encoded ``process``, ``f``,
     ``service``, ``error``, ``region``. Write keys are held only for rows that have one:
-    ``key_row`` (row indices) and ``key`` (UTF-8 bytes, NumPy ``S`` dtype), same length.
+    ``key_row`` (row indices) and ``key_id`` (int32), same length; ``key_id`` indexes
+    ``key_names`` (a pyarrow string array of the distinct keys), so set operations on keys are
+    integer operations.
     ``nemesis``: nemesis ops as dicts, sorted by ``time_s``.
     """
 
@@ -198,7 +201,8 @@ class History:
     error: Codes
     region: Codes
     key_row: np.ndarray
-    key: np.ndarray
+    key_id: np.ndarray
+    key_names: Any
     nemesis: tuple[dict[str, Any], ...] = field(default=())
     source: str = "<memory>"
 
@@ -228,8 +232,29 @@ class History:
                 op[name] = value
         hit = np.searchsorted(self.key_row, row)
         if hit < self.key_row.shape[0] and self.key_row[hit] == row:
-            op["key"] = self.key[hit].decode()
+            op["key"] = self.key_names[int(self.key_id[hit])].as_py()
         return {k: v for k, v in op.items() if v is not None}
+
+    @property
+    def key_count(self) -> int:
+        """Number of distinct write keys."""
+        return len(self.key_names)
+
+    def key_strings(self, ids: np.ndarray) -> list[str]:
+        """The keys with these ids, as strings (for evidence and tests)."""
+        import pyarrow as pa
+
+        return self.key_names.take(pa.array(np.asarray(ids, dtype=np.int64))).to_pylist()
+
+    def key_ids_of(self, keys: list[str]) -> np.ndarray:
+        """Ids of ``keys`` in this history; -1 for a key the history never saw."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not keys:
+            return np.zeros(0, dtype=np.int64)
+        found = pc.index_in(pa.array(keys, type=pa.string()), value_set=self.key_names)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     @classmethod
     def from_ops(cls, ops: Iterable[Mapping[str, Any]], source: str = "<memory>") -> History:
@@ -252,19 +277,23 @@ def load_history(path: str | os.PathLike[str]) -> History:
     size = path.stat().st_size
     if size == 0:
         return _build(iter(()), str(path))
-    mapped = pa.memory_map(str(path))
-    buffer = mapped.read_buffer()
-    last_newline = _last_newline(buffer, size)
-    if last_newline < 0:
+    complete = _complete_length(path, size)
+    if complete == 0:
         return _build(iter(()), str(path))
-    source = pa.BufferReader(buffer.slice(0, last_newline + 1))
-    read_options = pajson.ReadOptions(block_size=8 << 20, use_threads=False)
+    # Stream through a plain file (a memory map would count the whole file as resident), and stop
+    # at the last newline: a torn last line is what a crash mid-write leaves.
+    if complete == size:
+        source = pa.OSFile(str(path), mode="r")
+    else:
+        source = pa.PythonFile(_Prefix(path.open("rb"), complete), mode="r")
+    read_options = pajson.ReadOptions(block_size=8 << 20, use_threads=True)
     parse_options = pajson.ParseOptions(
         explicit_schema=_arrow_schema(), unexpected_field_behavior="ignore"
     )
     try:
-        reader = pajson.open_json(source, read_options=read_options, parse_options=parse_options)
-        return _build(iter(reader), str(path))
+        with source:
+            reader = pajson.open_json(source, read_options=read_options, parse_options=parse_options)
+            return _build(iter(reader), str(path))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Let the line-by-line reader name the offending line.
         for _ in read_ops(path):
@@ -272,18 +301,40 @@ def load_history(path: str | os.PathLike[str]) -> History:
         raise HistoryError(f"{path}: not a valid history (a field has the wrong type)") from None
 
 
-def _last_newline(buffer: Any, size: int) -> int:
-    """Offset of the last b'\\n' in a pyarrow buffer (scans back from the end in small steps)."""
+def _complete_length(path: Path, size: int) -> int:
+    """Bytes up to and including the last newline (scans back from the end in small steps)."""
     step = 1 << 16
-    end = size
-    while end > 0:
-        start = max(0, end - step)
-        chunk = buffer.slice(start, end - start).to_pybytes()
-        at = chunk.rfind(b"\n")
-        if at >= 0:
-            return start + at
-        end = start
-    return -1
+    with path.open("rb") as handle:
+        end = size
+        while end > 0:
+            start = max(0, end - step)
+            handle.seek(start)
+            at = handle.read(end - start).rfind(b"\n")
+            if at >= 0:
+                return start + at + 1
+            end = start
+    return 0
+
+
+class _Prefix(io.RawIOBase):
+    """A read-only binary file that ends after its first ``length`` bytes."""
+
+    def __init__(self, raw: Any, length: int) -> None:
+        self.raw = raw
+        self.remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)[: self.remaining]
+        count = self.raw.readinto(view)
+        self.remaining -= count
+        return count
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def _arrow_schema() -> Any:
@@ -331,27 +382,8 @@ class _Encoder:
 
     def finish(self, dtype: Any = np.int16) -> Codes:
         codes = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=dtype)
+        self.chunks.clear()
         return Codes(codes.astype(dtype, copy=False), tuple(self.index))
-
-
-def _string_bytes(column: Any) -> np.ndarray:
-    """A non-null arrow string array as a NumPy fixed-width bytes array, without Python objects."""
-    import pyarrow as pa
-
-    column = column.cast(pa.large_binary())
-    n = len(column)
-    if n == 0:
-        return np.zeros(0, dtype="S1")
-    _, offsets_buf, data_buf = column.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[column.offset : column.offset + n + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8)
-    lengths = np.diff(offsets)
-    width = max(int(lengths.max()), 1)
-    out = np.zeros((n, width), dtype=np.uint8)
-    rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(int(lengths.sum())) - np.repeat(offsets[:-1] - offsets[0], lengths)
-    out[rows, cols] = data[offsets[0] : offsets[-1]]
-    return out.view(f"S{width}").reshape(n)
 
 
 def _build(batches: Iterator[Any], source: str) -> History:
@@ -364,7 +396,7 @@ def _build(batches: Iterator[Any], source: str) -> History:
     floats: dict[str, list[np.ndarray]] = {name: [] for name in _FLOAT_FIELDS}
     statuses: list[np.ndarray] = []
     key_rows: list[np.ndarray] = []
-    keys: list[np.ndarray] = []
+    keys: list[Any] = []
     nemesis: list[dict[str, Any]] = []
     offset = 0
     for batch in batches:
@@ -398,12 +430,23 @@ def _build(batches: Iterator[Any], source: str) -> History:
         has_key = pc.is_valid(key_column)
         if pc.any(has_key).as_py():
             key_rows.append(np.flatnonzero(has_key.to_numpy(zero_copy_only=False)) + offset)
-            keys.append(_string_bytes(key_column.filter(has_key)))
+            keys.append(key_column.filter(has_key))
         offset += n
 
     def cat(chunks: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype=dtype)
+        """Concatenate and free the chunks at once, so only one column is ever held twice."""
+        out = np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype=dtype)
+        chunks.clear()
+        return out
 
+    if keys:
+        encoded = pc.dictionary_encode(pa.concat_arrays(keys))
+        keys.clear()
+        key_id = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        key_names = encoded.dictionary
+        del encoded
+    else:
+        key_id, key_names = np.zeros(0, dtype=np.int32), pa.array([], type=pa.string())
     nemesis.sort(key=lambda op: op.get("time_s") or 0.0)
     return History(
         type=cat(types, np.int8),
@@ -417,7 +460,8 @@ def _build(batches: Iterator[Any], source: str) -> History:
         error=encoders["error"].finish(np.int32),
         region=encoders["region"].finish(),
         key_row=cat(key_rows, np.int64),
-        key=np.concatenate(keys) if keys else np.zeros(0, dtype="S1"),
+        key_id=key_id,
+        key_names=key_names,
         nemesis=tuple(nemesis),
         source=source,
     )

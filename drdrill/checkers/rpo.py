@@ -93,77 +93,84 @@ def data_class_rpo(
     name = f"rpo:{data_class}"
     metrics: dict[str, Any] = {"objective_s": objective_s, "services": services, "fault_s": fault_s}
     service_codes = [history.service.code(s) for s in services]
-    rows = history.key_row
-    in_class = np.isin(history.service.codes[rows], service_codes)
-    rows = rows[in_class]
-    keys = history.key[in_class]
+    in_class = np.isin(history.service.codes[history.key_row], service_codes)
+    rows = history.key_row[in_class]
+    ids = history.key_id[in_class].astype(np.int64)
     types = history.type[rows]
-    attempted = np.unique(keys)
-    metrics["attempted_count"] = int(attempted.size)
+    del in_class
+    # Set operations on keys are boolean tables indexed by key id: linear, no string hashing.
+    n_keys = history.key_count
+
+    def flags(selected_ids: np.ndarray) -> np.ndarray:
+        table = np.zeros(n_keys, dtype=bool)
+        table[selected_ids] = True
+        return table
+
+    attempted = flags(ids)
+    metrics["attempted_count"] = int(attempted.sum())
     if final_read is None:
         return CheckResult(name, Validity.UNKNOWN, metrics, explanation=[
             f"No final read was taken, so nothing says which {data_class} writes survived; "
             "the data loss cannot be measured. Re-run with the final read enabled."])
     present_lists = final_read.get("present", {})
-    present = np.array(
-        [k.encode() for s in services for k in present_lists.get(s, [])], dtype=bytes)
-    present = np.unique(present) if present.size else np.zeros(0, dtype="S1")
-    metrics["present_count"] = int(present.size)
+    present_keys = list(dict.fromkeys(k for s in services for k in present_lists.get(s, [])))
+    present_ids = history.key_ids_of(present_keys)
+    present = flags(present_ids[present_ids >= 0])
+    metrics["present_count"] = len(present_keys)
 
     acked = types == OK
-    ack_keys = keys[acked]
+    ack_ids = ids[acked]
     ack_rows = rows[acked]
     ack_s = history.end_s[ack_rows]
     ack_s = np.where(np.isnan(ack_s), history.time_s[ack_rows], ack_s)
-    lost_mask = ~np.isin(ack_keys, present)
-    lost_keys = ack_keys[lost_mask]
+    lost_mask = ~present[ack_ids]
+    lost_ids = ack_ids[lost_mask]
     lost_ack_s = ack_s[lost_mask]
-    metrics["acknowledged_count"] = int(ack_keys.size)
+    metrics["acknowledged_count"] = int(ack_ids.size)
 
-    unexpected = present[~np.isin(present, attempted)]
-    failed_present = np.unique(keys[(types == FAIL) & np.isin(keys, present)])
-    info_keys = np.unique(keys[types == INFO])
-    recovered = info_keys[np.isin(info_keys, present)]
-    invoked = np.unique(keys[types == INVOKE])
-    completed = np.unique(keys[types != INVOKE])
-    never_completed = invoked[~np.isin(invoked, completed)]
+    unexpected_at = np.flatnonzero((present_ids < 0) | ~attempted[np.maximum(present_ids, 0)])
+    unexpected = [present_keys[i] for i in unexpected_at]
+    failed_present = flags(ids[types == FAIL]) & present
+    info = flags(ids[types == INFO])
+    recovered = info & present
+    never_completed = flags(ids[types == INVOKE]) & ~flags(ids[types != INVOKE])
     metrics.update({
-        "unexpected_count": int(unexpected.size),
-        "failed_but_present_count": int(failed_present.size),
-        "info_count": int(info_keys.size),
-        "recovered_count": int(recovered.size),
-        "never_completed_count": int(never_completed.size),
+        "unexpected_count": len(unexpected),
+        "failed_but_present_count": int(failed_present.sum()),
+        "info_count": int(info.sum()),
+        "recovered_count": int(recovered.sum()),
+        "never_completed_count": int(never_completed.sum()),
     })
 
-    def decoded(values: np.ndarray) -> list[str]:
-        return [v.decode() for v in values.tolist()]
+    def decoded(selected_ids: np.ndarray) -> list[str]:
+        return history.key_strings(selected_ids)
 
     if fault_s is None:
-        before = np.zeros(lost_keys.size, dtype=bool)
+        before = np.zeros(lost_ids.size, dtype=bool)
     else:
         before = lost_ack_s <= fault_s
-    lost_before_keys = lost_keys[before]
-    lost_after_keys = lost_keys[~before]
-    metrics["lost_count"] = int(lost_keys.size)
+    lost_before_keys = lost_ids[before]
+    lost_after_keys = lost_ids[~before]
+    metrics["lost_count"] = int(lost_ids.size)
     metrics["lost_after_fault_count"] = int(lost_after_keys.size)
     evidence: dict[str, Any] = {}
-    if lost_keys.size:
+    if lost_ids.size:
         evidence["lost_keys"] = key_ranges(decoded(lost_before_keys))
         evidence["first_lost_ack_s"] = float(lost_ack_s.min())
         evidence["last_lost_ack_s"] = float(lost_ack_s.max())
     if lost_after_keys.size:
         evidence["lost_after_fault_keys"] = key_ranges(decoded(lost_after_keys))
-    if unexpected.size:
-        evidence["unexpected_keys"] = key_ranges(decoded(unexpected))
-    if failed_present.size:
-        evidence["failed_but_present_keys"] = key_ranges(decoded(failed_present))
+    if unexpected:
+        evidence["unexpected_keys"] = key_ranges(unexpected)
+    if failed_present.any():
+        evidence["failed_but_present_keys"] = key_ranges(decoded(np.flatnonzero(failed_present)))
 
     explanation: list[str] = []
     problems: list[str] = []
-    if unexpected.size:
-        problems.append(f"{unexpected.size} {data_class} record(s) are present that no client ever wrote")
-    if failed_present.size:
-        problems.append(f"{failed_present.size} {data_class} write(s) that users were told had failed "
+    if unexpected:
+        problems.append(f"{len(unexpected)} {data_class} record(s) are present that no client ever wrote")
+    if failed_present.any():
+        problems.append(f"{int(failed_present.sum())} {data_class} write(s) that users were told had failed "
                         "are present anyway")
     if lost_after_keys.size:
         problems.append(f"{lost_after_keys.size} {data_class} write(s) acknowledged after the fault began "
@@ -174,7 +181,7 @@ def data_class_rpo(
         if problems:
             return CheckResult(name, Validity.INVALID, metrics, evidence, ["; ".join(problems) + "."])
         return CheckResult(name, Validity.UNKNOWN, metrics, evidence, [
-            f"No fault ran, so there is no recovery point to measure; {lost_keys.size} acknowledged "
+            f"No fault ran, so there is no recovery point to measure; {lost_ids.size} acknowledged "
             f"{data_class} write(s) missing."])
 
     acked_before = ack_s[ack_s <= fault_s]
@@ -189,11 +196,11 @@ def data_class_rpo(
         explanation.append("; ".join(problems) + ".")
         return CheckResult(name, Validity.INVALID, metrics, evidence, explanation)
     if lost_before_keys.size:
-        text = (f"{lost_before_keys.size} of {ack_keys.size} acknowledged {data_class} writes were lost: "
+        text = (f"{lost_before_keys.size} of {ack_ids.size} acknowledged {data_class} writes were lost: "
                 f"acknowledged from {clock(float(lost_ack_s[before].min()))} up to the fault at {clock(fault_s)}, "
                 f"a data loss window of {window_s:.2f} s")
     else:
-        text = (f"None of the {ack_keys.size} acknowledged {data_class} writes was lost "
+        text = (f"None of the {ack_ids.size} acknowledged {data_class} writes was lost "
                 f"(data loss window 0 s)")
     if window_s >= objective_s:
         return CheckResult(name, Validity.INVALID, metrics, evidence, [

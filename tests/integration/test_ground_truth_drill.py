@@ -28,8 +28,8 @@ def test_lossy_failover_is_measured_exactly(drill, drdrill_target):
         assert measured == pytest.approx(outage["end_s"] - fault_s, abs=0.1), service
 
     # RPO: exactly the acknowledged writes among those the failover dropped are reported lost.
-    acked = {history.key[i].decode() for i in range(history.key.size)
-             if history.type[history.key_row[i]] == OK}
+    keys = history.key_strings(history.key_id)
+    acked = {key for key, row in zip(keys, history.key_row, strict=True) if history.type[row] == OK}
     truly_lost_and_acked = {lost["key"] for lost in failover["lost"]} & acked
     assert truly_lost_and_acked, "the failover should have dropped some acknowledged writes"
     reported = (result.find("rpo:financial").metrics["lost_count"]
@@ -37,8 +37,8 @@ def test_lossy_failover_is_measured_exactly(drill, drdrill_target):
     assert reported == len(truly_lost_and_acked)
     # The loss window reaches back to the first lost acknowledged payment: exactly that, from truth.
     lost_payments = {lost["key"] for lost in failover["lost"] if lost["service"] == "payments"} & acked
-    ack_s = {history.key[i].decode(): float(history.end_s[history.key_row[i]])
-             for i in range(history.key.size) if history.type[history.key_row[i]] == OK}
+    ack_s = {key: float(history.end_s[row])
+             for key, row in zip(keys, history.key_row, strict=True) if history.type[row] == OK}
     window = result.find("rpo:financial").metrics["data_loss_window_s"]
     assert window == pytest.approx(fault_s - min(ack_s[k] for k in lost_payments), abs=1e-6)
     # ... which is the replication lag the failover lost, less the gap before the next write

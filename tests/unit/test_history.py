@@ -26,7 +26,8 @@ def test_file_and_memory_histories_are_identical(tmp_path):
     assert from_file.n == from_memory.n == len(ops) - 2
     for column in ("type", "time_s", "status"):
         assert np.array_equal(getattr(from_file, column), getattr(from_memory, column))
-    assert from_file.key.tolist() == [b"k-1", b"k-1"]
+    assert from_file.key_strings(from_file.key_id) == ["k-1", "k-1"]
+    assert from_file.key_ids_of(["k-1", "nope"]).tolist() == [0, -1]
     assert [op["f"] for op in from_file.nemesis] == ["start:kill-primary", "stop:kill-primary"]
     last = from_file.op(from_file.n - 1)
     assert last == {"process": "client-9", "type": "info", "f": "auth.login", "service": "auth",
