@@ -28,7 +28,7 @@ from typing import Any
 from drdrill.checkers import CheckResult, Validity, check_run, run_checker
 from drdrill.checkers.result import compose
 from drdrill.checkers.rpo import data_class_rpo
-from drdrill.checkers.rto import check_rto, fault_start_s, service_rto
+from drdrill.checkers.rto import check_rto, fault_applied_s, fault_start_s, service_rto
 from drdrill.config import DrillConfig, config_from_dict, default_config
 from drdrill.errors import HistoryError
 from drdrill.history import History, load_history
@@ -179,7 +179,8 @@ def judge(history: History, config: DrillConfig, final_read: dict[str, Any] | No
             raise ValueError(f"unknown data class {subject!r}; known: {', '.join(config.rpo_objective_s)}")
         services = config.services_in_data_class(subject)
         objective_s = limit if kind == "rpo" else config.rpo_objective_s[subject]
-        result = data_class_rpo(history, subject, services, final_read, fault_s, objective_s)
+        result = data_class_rpo(history, subject, services, final_read, fault_s, objective_s,
+                                fault_applied_s(history))
         if kind == "lost" and result.validity is not Validity.UNKNOWN:
             lost = result.metrics["lost_count"]
             ok = lost <= limit

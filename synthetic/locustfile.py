@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import time
 
+import gevent
 from locust import FastHttpUser, constant_throughput, events, task
 
 from drdrill.traffic.recorder import install
@@ -52,10 +53,16 @@ class PlatformUser(FastHttpUser):
     def read(self, f: str, path: str, lookup: bool = False) -> None:
         self.client.get(path, name=f, context={"f": f, "lookup": lookup})
 
-    def write(self, f: str, method: str, path: str, body: dict) -> str:
-        """Send a write with a fresh key, logging its invoke first; returns the key."""
+    def on_start(self):
+        # Users start at random points of their pacing cycle: started together, they would all send
+        # in the same millisecond and sample the platform only as finely as one user does.
+        gevent.sleep(random.uniform(0, 1 / self.rate))
+
+    def write(self, f: str, method: str, path: str, body: dict) -> str | None:
+        """Send a write with a fresh key, logging its invoke first; returns the key (None: not sent)."""
         key = recorder.new_key(self.service, self.process)
-        recorder.invoke(self.process, f, self.service, key, time.time())
+        if not recorder.invoke(self.process, f, self.service, key, time.time()):
+            return None  # Locust is quitting: the attempt could no longer be recorded
         self.client.request(method, path, name=f, json={**body, "key": key},
                             context={"f": f, "key": key})
         return key
@@ -66,12 +73,14 @@ class PaymentsUser(PlatformUser):
 
     def on_start(self):
         self.recent_keys: list[str] = []
+        super().on_start()
 
     @task(1)
     def create(self):
         key = self.write("payments.create", "POST", "/payments",
                          {"amount_cents": random.randint(100, 50_000)})
-        self.recent_keys = (self.recent_keys + [key])[-20:]
+        if key is not None:
+            self.recent_keys = (self.recent_keys + [key])[-20:]
 
     @task(1)
     def read(self):

@@ -21,8 +21,10 @@ unexpected
 failed but present
     ``fail`` writes that are present (INVALID: the client was told it certainly did not happen).
 lost after the fault
-    lost writes acknowledged after t_fault: split brain (the old primary kept acknowledging writes
-    that the promoted one never got). INVALID, reported apart.
+    lost writes acknowledged after the first fault action *completed* (when the fault was surely in
+    effect; writes acknowledged while the action was still being applied count as ordinary loss):
+    split brain, the old primary kept acknowledging writes that the promoted one never got.
+    INVALID, reported apart.
 data loss window (``data_loss_window_s``)
     ``t_fault - earliest ack_s among lost writes acknowledged before it``; 0 when none was lost. This is
     the measured RPO: how far back in time the loss reaches.
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from drdrill.checkers.result import CheckResult, Validity, compose
-from drdrill.checkers.rto import clock, fault_start_s
+from drdrill.checkers.rto import clock, fault_applied_s, fault_start_s
 from drdrill.config import DrillConfig
 from drdrill.history import FAIL, INFO, INVOKE, OK, History
 
@@ -88,8 +90,12 @@ def data_class_rpo(
     final_read: Mapping[str, Any] | None,
     fault_s: float | None,
     objective_s: float,
+    applied_s: float | None = None,
 ) -> CheckResult:
-    """Measure the data loss of one data class (see the module docstring)."""
+    """Measure the data loss of one data class (see the module docstring).
+
+    ``applied_s``: when the fault was in effect (the first fault action completed); default ``fault_s``.
+    """
     name = f"rpo:{data_class}"
     metrics: dict[str, Any] = {"objective_s": objective_s, "services": services, "fault_s": fault_s}
     service_codes = [history.service.code(s) for s in services]
@@ -148,7 +154,7 @@ def data_class_rpo(
     if fault_s is None:
         before = np.zeros(lost_ids.size, dtype=bool)
     else:
-        before = lost_ack_s <= fault_s
+        before = lost_ack_s <= (fault_s if applied_s is None else max(applied_s, fault_s))
     lost_before_keys = lost_ids[before]
     lost_after_keys = lost_ids[~before]
     metrics["lost_count"] = int(lost_ids.size)
@@ -229,10 +235,11 @@ def check_rpo(
     overrides = dict(objective_override_s or {})
     if fault_s is None:
         fault_s = fault_start_s(history)
+    applied_s = fault_applied_s(history) if fault_s == fault_start_s(history) else fault_s
     results = []
     for data_class, objective_s in config.rpo_objective_s.items():
         services = config.services_in_data_class(data_class)
         if services:
             results.append(data_class_rpo(history, data_class, services, final_read, fault_s,
-                                          overrides.get(data_class, objective_s)))
+                                          overrides.get(data_class, objective_s), applied_s))
     return compose("rpo", results)

@@ -42,7 +42,7 @@ from drdrill.checkers.result import CheckResult, Validity, compose
 from drdrill.config import DrillConfig, RecoveryWindow
 from drdrill.history import INVOKE, OK, History
 
-__all__ = ["check_rto", "fault_start_s", "service_rto"]
+__all__ = ["check_rto", "fault_applied_s", "fault_start_s", "service_rto"]
 
 
 def clock(epoch_s: float) -> str:
@@ -60,6 +60,18 @@ def fault_start_s(history: History) -> float | None:
         ):
             return float(op["time_s"])
     return None
+
+
+def fault_applied_s(history: History) -> float | None:
+    """When the first fault action completed (the fault was in effect); its start if it never completed."""
+    started = fault_start_s(history)
+    if started is None:
+        return None
+    for op in history.nemesis:
+        if (str(op.get("f", "")).startswith("stop:") and op.get("phase", "method") == "method"
+                and op.get("kind", "action") == "action" and op.get("time_s") == started and "end_s" in op):
+            return float(op["end_s"])
+    return started
 
 
 def observed_until_s(history: History) -> float | None:

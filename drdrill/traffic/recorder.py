@@ -30,6 +30,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.writer: HistoryWriter | None = None
+        self.closed = False
         self.run_id = "run"
         self._processes = itertools.count(1)
         self._sequences: dict[str, itertools.count] = {}
@@ -56,11 +57,18 @@ class Recorder:
         sequence = self._sequences.setdefault(process, itertools.count(1))
         return f"{self.run_id}-{service}-{process.removeprefix('client-')}-{next(sequence):08d}"
 
-    def invoke(self, process: str, f: str, service: str, key: str, time_s: float) -> None:
-        """Log a write's intent; on disk before the request is sent."""
+    def invoke(self, process: str, f: str, service: str, key: str, time_s: float) -> bool:
+        """Log a write's intent, on disk before the request is sent; False: do not send it.
+
+        After the recording has closed (Locust is quitting) a write must not be sent: nothing would
+        record that it was attempted, and the final read would find a key no client wrote.
+        """
+        if self.closed:
+            return False
         if self.writer is not None:
             self.writer.append({"process": process, "type": "invoke", "f": f, "service": service,
                                 "key": key, "time_s": time_s}, flush=True)
+        return True
 
     def on_request(self, request_type: str = "", name: str = "", response_time: float = 0.0,
                    response: Any = None, context: dict | None = None, exception: Any = None,
@@ -100,6 +108,7 @@ class Recorder:
 
     def close(self, **kwargs: Any) -> None:
         if self.writer is not None:
+            self.closed = True
             self.writer.close()
             self.writer = None
 

@@ -242,7 +242,8 @@ def test_never_read_is_unknown():
 
 def test_writes_acknowledged_after_the_fault_and_lost_are_split_brain():
     fault_at = T0 + 30
-    ops, keys = payment_writes(T0, fault_at + 5)
+    ops, keys = payment_writes(T0, fault_at + 5.05)
+    ops = [op for op in ops if not fault_at <= op["time_s"] < fault_at + 0.05]
     present = [k for k, t in keys if t < fault_at]
     result = check_rpo(History.from_ops(ops + fault(fault_at)), CONFIG,
                        {"present": {"payments": present}}).find("rpo:financial")
@@ -251,6 +252,24 @@ def test_writes_acknowledged_after_the_fault_and_lost_are_split_brain():
     assert result.metrics["lost_count"] == 50
     assert result.metrics["data_loss_window_s"] == 0.0
     assert "split brain" in result.explanation[0]
+
+
+def test_writes_acknowledged_while_the_fault_was_being_applied_are_ordinary_loss():
+    fault_at = T0 + 30
+    ops, keys = payment_writes(T0, fault_at)
+    ops += write("payments", "run-p-in-flight", fault_at + 0.002)  # acked at +0.005, action ends at +0.01
+    present = [k for k, t in keys if t < fault_at - 1]
+    result = check_rpo(History.from_ops(ops + fault(fault_at, duration_s=0.01)), CONFIG,
+                       {"present": {"payments": present}}).find("rpo:financial")
+    assert result.metrics["lost_after_fault_count"] == 0
+    assert result.metrics["lost_count"] == 11
+    assert result.validity is Validity.VALID
+    # a write acknowledged after the action completed is split brain
+    late = ops + write("payments", "run-p-late", fault_at + 0.02)
+    result = check_rpo(History.from_ops(late + fault(fault_at, duration_s=0.01)), CONFIG,
+                       {"present": {"payments": present}}).find("rpo:financial")
+    assert result.metrics["lost_after_fault_count"] == 1
+    assert result.validity is Validity.INVALID
 
 
 def test_thin_write_traffic_cannot_prove_the_rpo():
