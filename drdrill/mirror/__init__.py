@@ -1,0 +1,1 @@
+"""The local mirror: a two-region copy of the platform in Docker."""
