@@ -7,7 +7,11 @@
            ``etcd-server``; Patroni talks to it through the v3 API, its v2 API is off by default),
            Python 3, tini, curl, iproute2, and Patroni 4.x in ``/opt/patroni`` (``patroni`` and
            ``patronictl`` on the PATH, as is ``/usr/lib/postgresql/15/bin``). Entry point
-           ``tini --``; no main cluster is created (Patroni bootstraps its own).
+           ``tini --``; no main cluster is created (Patroni bootstraps its own). The reference
+           platform services (:mod:`drdrill.mirror.platform`) in ``/opt/drdrill-platform``, run by
+           ``drdrill-platform --service S --region R --port P`` (on the PATH; Patroni's Python, which
+           has psycopg2). Their code is the image's last layer and part of its input hash: changing
+           it rebuilds only that layer.
 
 ``apt-get`` inside the build uses the host's Debian mirror configuration (plain HTTP). Containers
 cannot verify TLS to PyPI on the CI machines, so Patroni's wheels are fetched on the host with
@@ -46,6 +50,7 @@ from drdrill.mirror.engine import ensure_docker
 __all__ = [
     "NODE_PACKAGES",
     "PATRONI_REQUIREMENTS",
+    "PLATFORM_ROOT",
     "build_images",
     "cache_dir",
     "debian_mirrors",
@@ -70,6 +75,21 @@ NODE_PACKAGES = (
     "postgresql-15", "haproxy", "redis-server", "etcd-server", "etcd-client", "python3",
     "python3-venv", "tini", "curl", "ca-certificates", "iproute2", "procps",
 )  # fmt: skip
+
+# The platform services: their package is copied under PLATFORM_ROOT with the same import path.
+PLATFORM_PACKAGE = Path(__file__).resolve().parent / "platform"
+PLATFORM_ROOT = "/opt/drdrill-platform"
+PLATFORM_ENTRY = f"""\
+#!/opt/patroni/bin/python
+# drdrill-platform --service <payments|auth|users|storefront|analytics> --region R --port P
+import sys
+
+sys.path.insert(0, "{PLATFORM_ROOT}")
+sys.dont_write_bytecode = True
+from drdrill.mirror.platform.server import main  # noqa: E402
+
+sys.exit(main())
+"""
 
 # As on the host: a snapshot mirror's Release files would otherwise look expired to apt.
 APT_CONF = """\
@@ -115,6 +135,9 @@ ENV LANG=C.UTF-8 \\
 LABEL drdrill.image.role=node
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["bash"]
+COPY drdrill-platform /usr/local/bin/drdrill-platform
+# Last, so a change of the platform code rebuilds this layer only.
+COPY platform/ {platform_root}/
 """
 
 
@@ -338,8 +361,10 @@ def _node_image(client: docker.DockerClient, base: str, wheels: Path, say: Progr
         base=base,
         packages=" ".join(NODE_PACKAGES),
         requirements=" ".join(f"'{r}'" for r in PATRONI_REQUIREMENTS),
+        platform_root=PLATFORM_ROOT,
     )
     sources = _sources_list(debian_mirrors())
+    platform_files = _platform_files()
     wheel_names = _wheel_names(wheels)
     inputs = {
         "dockerfile": dockerfile,
@@ -348,6 +373,8 @@ def _node_image(client: docker.DockerClient, base: str, wheels: Path, say: Progr
         "apt_conf": APT_CONF,
         "dpkg": DPKG_NODOC,
         "wheels": wheel_names,
+        "platform_entry": PLATFORM_ENTRY,
+        "platform": {name: hashlib.sha256(data).hexdigest() for name, data in platform_files.items()},
     }
     tag = f"{NODE_REPO}:{_digest(inputs)}"
     if _image_id(client, tag):
@@ -363,9 +390,33 @@ def _node_image(client: docker.DockerClient, base: str, wheels: Path, say: Progr
         (ctx / "wheels").mkdir()
         for name in wheel_names:
             shutil.copy2(wheels / name, ctx / "wheels" / name)
+        (ctx / "drdrill-platform").write_text(PLATFORM_ENTRY)
+        (ctx / "drdrill-platform").chmod(0o755)
+        for name, data in platform_files.items():  # modes set explicitly: COPY keeps them
+            target = ctx / "platform" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            target.chmod(0o644)
+        for folder in [ctx / "platform", *(ctx / "platform").rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
         say(f"docker build {tag} (apt from {debian_mirrors()['debian']})")
         _docker_build(client, ctx, tag, say)
     return tag
+
+
+def _platform_files() -> dict[str, bytes]:
+    """The files under PLATFORM_ROOT: the platform package at its import path, with empty parents."""
+    files: dict[str, bytes] = {
+        "drdrill/__init__.py": b"",
+        "drdrill/mirror/__init__.py": b"",
+    }
+    sources = sorted(PLATFORM_PACKAGE.glob("*.py"))
+    if not any(p.name == "server.py" for p in sources):
+        raise TargetError(f"the platform package is missing from {PLATFORM_PACKAGE}")
+    for path in sources:
+        files[f"drdrill/mirror/platform/{path.name}"] = path.read_bytes()
+    return files
 
 
 def _docker_build(client: docker.DockerClient, ctx: Path, tag: str, say: Progress) -> None:

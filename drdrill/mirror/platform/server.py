@@ -1,0 +1,630 @@
+"""The platform service process: ``drdrill-platform --service S --region R --port P``.
+
+A stdlib ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive (one thread per client
+connection; every response has a Content-Length and goes out in one write with TCP_NODELAY), the
+routes of one service plus ``/healthz``, ``/readyz`` and ``/_lookup`` (see the package docstring),
+a background schema keeper, and for payments the saga reconciler. Request lines are not logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import zlib
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import psycopg2
+
+from . import ENV, SERVICES, WRITE_SERVICES
+from .db import UNDEFINED_TABLE, Database, DatabaseUnavailable
+from .resp import Redis, RedisError, RedisUnavailable
+from .schema import STOREFRONT_ITEMS, SchemaKeeper, writable
+
+__all__ = ["App", "Settings", "main"]
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_KEY_CHARS = 256
+IDLE_CONNECTION_S = 300.0
+
+_REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 404: "Not Found",
+    405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+}  # fmt: skip
+
+_Reply = tuple[int, Any]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Unavailable(Exception):
+    """Answered 503 by the service (with X-Served-By): a dependency cannot do it now."""
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    region: str
+    pg_dsn: str
+    redis_url: str | None = None
+    replica: str | None = None
+    saga_deadline_s: float = 5.0
+    saga_interval_s: float = 1.0
+    pg_pool: int = 5
+    db_timeout_s: float = 2.5
+    session_ttl_s: int = 3600
+
+    @classmethod
+    def from_env(cls, service: str, region: str, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+        dsn = env.get(ENV["pg_dsn"], "").strip()
+        if not dsn:
+            raise ValueError(f"{ENV['pg_dsn']} is not set (a libpq DSN of the region's database)")
+        redis_url = env.get(ENV["redis_url"], "").strip() or None
+        if service == "auth" and not redis_url:
+            raise ValueError(f"auth needs {ENV['redis_url']} (redis://host:port/db) for its sessions")
+
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = env.get(ENV[name], "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{ENV[name]}={raw!r} is not a number") from None
+            if not math.isfinite(value) or value < minimum:
+                raise ValueError(f"{ENV[name]}={raw!r} must be a number >= {minimum}")
+            return value
+
+        return cls(
+            service=service,
+            region=region,
+            pg_dsn=dsn,
+            redis_url=redis_url,
+            replica=env.get(ENV["replica"], "").strip() or None,
+            saga_deadline_s=number("saga_deadline_s", 5.0, 0.0),
+            saga_interval_s=number("saga_interval_s", 1.0, 0.05),
+            pg_pool=int(number("pg_pool", 5, 1)),
+            db_timeout_s=number("db_timeout_s", 2.5, 0.1),
+            session_ttl_s=int(number("session_ttl_s", 3600, 1)),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The application: routes → (status, JSON body)
+# --------------------------------------------------------------------------------------------
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service = settings.service
+        self.region = settings.region
+        self.db = Database(settings.pg_dsn, pool_size=settings.pg_pool,
+                           timeout_s=settings.db_timeout_s,
+                           application_name=f"drdrill-{settings.service}")
+        self.redis = Redis(settings.redis_url) if settings.redis_url else None
+        self.schema = SchemaKeeper(self.db, log=log)
+        self.started_s = time.time()
+        self._reconciler: threading.Thread | None = None
+        self._stopping = threading.Event()
+        extra = f"X-Served-By: {self.service}\r\nX-Region: {self.region}\r\n"
+        if settings.replica:
+            extra += f"X-Replica: {settings.replica}\r\n"
+        self.extra_headers = extra.encode("latin-1")
+
+    def start(self) -> App:
+        self.schema.start()
+        if self.service == "payments":
+            self._reconciler = threading.Thread(target=self._reconcile_loop, name="saga", daemon=True)
+            self._reconciler.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.db.close()
+        if self.redis is not None:
+            self.redis.close()
+
+    # ---- dispatch ------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, body: bytes) -> _Reply:
+        path, _, query = target.partition("?")
+        try:
+            return self._route(method, [urllib.parse.unquote(s) for s in path.split("/") if s],
+                               query, body)
+        except HttpError as exc:
+            return exc.status, {"error": exc.message}
+        except Unavailable as exc:
+            return 503, {"error": str(exc)}
+        except DatabaseUnavailable as exc:
+            return 503, {"error": exc.reason}
+        except (RedisUnavailable, RedisError) as exc:
+            return 503, {"error": f"session store unavailable: {exc}"}
+        except psycopg2.Error as exc:
+            if exc.pgcode == UNDEFINED_TABLE:
+                self.schema.invalidate()
+                return 503, {"error": "schema not created yet"}
+            if isinstance(exc, psycopg2.DataError):
+                return 400, {"error": f"rejected by the database: {_first_line(exc)}"}
+            return 503, {"error": f"database error: {_first_line(exc)}"}
+        except Exception:  # a bug must not look like an outage, nor kill the connection
+            traceback.print_exc()
+            return 500, {"error": "internal error"}
+
+    def _route(self, method: str, segs: list[str], query: str, body: bytes) -> _Reply:
+        head = segs[0] if segs else ""
+        n = len(segs)
+        if n == 1 and head == "healthz":
+            _allow(method, "GET", "HEAD")
+            return 200, {"ok": True, "service": self.service, "region": self.region,
+                         "replica": self.settings.replica, "uptime_s": round(time.time() - self.started_s, 1)}
+        if n == 1 and head == "readyz":
+            _allow(method, "GET", "HEAD")
+            return self.readyz()
+        if n == 1 and head == "_lookup":
+            _allow(method, "GET")
+            prefix = urllib.parse.parse_qs(query).get("prefix", [""])[0]
+            return 200, self.lookup(prefix)
+        if head == self.service:
+            route = getattr(self, f"_{self.service}")
+            reply = route(method, segs[1:], body)
+            if reply is not None:
+                return reply
+        return 404, {"error": f"no route for {method} /{'/'.join(segs)} on {self.service}"}
+
+    # ---- health --------------------------------------------------------------------------------
+
+    def readyz(self) -> _Reply:
+        redis_problem: list[str] = []
+        checker = None
+        if self.redis is not None:  # checked alongside the database: both bounded, not summed
+            checker = threading.Thread(target=self._check_redis, args=(redis_problem,), daemon=True)
+            checker.start()
+        reasons: list[str] = []
+        try:
+            why = self.db.run(writable)
+            if why is not None:
+                self.db.drop_idle()  # they may point at a demoted leader
+                reasons.append(why)
+            elif not self.schema.ensure():
+                reasons.append(self.schema.last_error or "schema not created yet")
+        except DatabaseUnavailable as exc:
+            reasons.append(exc.reason)
+        if checker is not None:
+            checker.join(3 * self.redis.timeout_s + 0.2)
+            reasons.extend(redis_problem if not checker.is_alive() else
+                           ["session store unavailable: no answer in time"])
+        body = {"ready": not reasons, "service": self.service, "region": self.region,
+                "reasons": reasons}
+        return (503 if reasons else 200), body
+
+    def _check_redis(self, problems: list[str]) -> None:
+        assert self.redis is not None
+        try:
+            if not self.redis.ping():
+                problems.append("session store unavailable: PING not answered PONG")
+        except (RedisUnavailable, RedisError) as exc:
+            problems.append(f"session store unavailable: {exc}")
+
+    # ---- the final read ------------------------------------------------------------------------
+
+    def lookup(self, prefix: str) -> dict[str, list[str]]:
+        tables = {"payments": "payments", "users": "user_updates", "analytics": "analytics_events"}
+        queries = " UNION ALL ".join(
+            f"(SELECT '{service}', key, created_at FROM {table} WHERE starts_with(key, %(p)s))"
+            for service, table in tables.items()
+        )
+
+        def read(cur: Any) -> dict[str, list[str]]:
+            cur.execute("SELECT to_regclass('payments') IS NOT NULL AND to_regclass('user_updates') "
+                        "IS NOT NULL AND to_regclass('analytics_events') IS NOT NULL")
+            found: dict[str, list[str]] = {s: [] for s in WRITE_SERVICES}
+            if not cur.fetchone()[0]:
+                return found  # no schema at all: nothing was ever stored here
+            cur.execute(f"{queries} ORDER BY 3, 2", {"p": prefix})
+            for service, key, _created in cur.fetchall():
+                found[service].append(key)
+            return found
+
+        return self.db.run(read)
+
+    # ---- payments ------------------------------------------------------------------------------
+
+    def _payments(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
+        if not rest:
+            _allow(method, "POST")
+            return self._create_payment(_json_object(body))
+        if rest == ["_pending"]:
+            _allow(method, "GET")
+            return 200, self.db.run(_pending_summary)
+        if len(rest) == 1:
+            _allow(method, "GET")
+            row = self.db.run(lambda cur: _fetch_payment(cur, rest[0]))
+            if row is None:
+                return 404, {"error": f"no payment {rest[0]!r}"}
+            return 200, row
+        return None
+
+    def _create_payment(self, payload: dict[str, Any]) -> _Reply:
+        key = _key(payload)
+        amount = payload.get("amount_cents")
+        if isinstance(amount, bool) or not isinstance(amount, int) or abs(amount) >= 2**63:
+            raise HttpError(400, "amount_cents must be an integer")
+        saga = payload.get("saga", False)
+        if not isinstance(saga, bool):
+            raise HttpError(400, "saga must be true or false")
+
+        def create(cur: Any) -> tuple[bool, dict[str, Any]]:
+            # Step 1 (its own commit): the payment exists, pending.
+            cur.execute(
+                "INSERT INTO payments (key, amount_cents, status, saga, region) "
+                "VALUES (%s, %s, 'pending', %s, %s) ON CONFLICT (key) DO NOTHING",
+                (key, amount, saga, self.region),
+            )
+            created = cur.rowcount == 1
+            # Step 2 (a second commit): capture it, unless a saga leaves that to the reconciler.
+            cur.execute(
+                "UPDATE payments SET status = 'captured', updated_at = clock_timestamp() "
+                f"WHERE key = %s AND status = 'pending' AND NOT saga RETURNING {_PAYMENT_COLUMNS}",
+                (key,),
+            )
+            row = cur.fetchone()
+            return created, (_payment(row) if row else _fetch_payment(cur, key))
+
+        created, record = self.db.run(create)
+        if record is None:  # deleted between the two statements: only by hand
+            raise Unavailable("payment vanished while being created")
+        return (201 if created else 200), record
+
+    def _reconcile_loop(self) -> None:
+        deadline_s = self.settings.saga_deadline_s
+        last = ""
+
+        def settle(cur: Any) -> int:
+            cur.execute(
+                "UPDATE payments SET status = CASE WHEN amount_cents %% 2 <> 0 THEN 'compensated' "
+                "ELSE 'captured' END, updated_at = clock_timestamp() "
+                "WHERE status = 'pending' AND created_at < clock_timestamp() - %s * interval '1 second'",
+                (deadline_s,),
+            )
+            return cur.rowcount
+
+        while not self._stopping.wait(self.settings.saga_interval_s):
+            if not self.schema.ready.is_set():
+                continue
+            try:
+                settled = self.db.run(settle)
+                message = f"saga: settled {settled} pending payment(s)" if settled else ""
+            except DatabaseUnavailable as exc:
+                message = f"saga: cannot reconcile now: {exc.reason}"
+            except psycopg2.Error as exc:
+                if exc.pgcode == UNDEFINED_TABLE:
+                    self.schema.invalidate()
+                message = f"saga: reconcile failed: {_first_line(exc)}"
+            if message and (message != last or "settled" in message):
+                log(message)
+            last = message
+
+    # ---- auth ----------------------------------------------------------------------------------
+
+    def _auth(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
+        assert self.redis is not None
+        if rest == ["login"]:
+            _allow(method, "POST")
+            user = _string(_json_object(body), "user")
+            token = "tok-" + secrets.token_hex(12)
+            session = json.dumps({"user": user, "region": self.region, "created_s": time.time()})
+            self.redis.set(f"session:{token}", session, ex_s=self.settings.session_ttl_s)
+            return 200, {"user": user, "token": token, "ttl_s": self.settings.session_ttl_s}
+        if len(rest) == 2 and rest[0] == "sessions":
+            _allow(method, "GET")
+            raw = self.redis.get(f"session:{rest[1]}")
+            if raw is None:
+                return 404, {"error": "no such session"}
+            return 200, {"token": rest[1], **json.loads(raw)}
+        return None
+
+    # ---- users ---------------------------------------------------------------------------------
+
+    def _users(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
+        if len(rest) != 1:
+            return None
+        user_id = rest[0]
+        _allow(method, "GET", "PUT")
+        if method == "GET":
+            def read(cur: Any) -> str | None:
+                cur.execute("SELECT display_name FROM user_updates WHERE user_id = %s "
+                            "ORDER BY created_at DESC LIMIT 1", (user_id,))
+                row = cur.fetchone()
+                return row[0] if row else None
+
+            return 200, _profile(user_id, self.db.run(read))
+        payload = _json_object(body)
+        key = _key(payload)
+        display_name = payload.get("display_name")
+        if not isinstance(display_name, str) or "\x00" in display_name:
+            raise HttpError(400, "display_name must be a string")
+
+        def write(cur: Any) -> None:
+            cur.execute("INSERT INTO user_updates (key, user_id, display_name, region) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                        (key, user_id, display_name, self.region))
+
+        self.db.run(write)
+        return 200, {"id": user_id, "key": key, "display_name": display_name}
+
+    # ---- storefront ----------------------------------------------------------------------------
+
+    def _storefront(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
+        if rest:
+            return None
+        _allow(method, "GET")
+
+        def read(cur: Any) -> list[dict[str, Any]]:
+            cur.execute("SELECT sku, name, price_cents FROM storefront_items ORDER BY price_cents, sku")
+            return [{"sku": s, "name": n, "price_cents": p} for s, n, p in cur.fetchall()]
+
+        try:
+            items = self.db.run(read)
+        except psycopg2.errors.UndefinedTable:  # a fresh standby: the catalogue is static anyway
+            self.schema.invalidate()
+            self.db.run(lambda cur: cur.execute("SELECT 1"))
+            items = []
+        if not items:
+            items = [{"sku": s, "name": n, "price_cents": p} for s, n, p in STOREFRONT_ITEMS]
+        return 200, items
+
+    # ---- analytics -----------------------------------------------------------------------------
+
+    def _analytics(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
+        if rest != ["events"]:
+            return None
+        _allow(method, "POST")
+        payload = _json_object(body)
+        key = _key(payload)
+        name = _string(payload, "name")
+
+        def write(cur: Any) -> None:
+            cur.execute("INSERT INTO analytics_events (key, name, region) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (key) DO NOTHING", (key, name, self.region))
+
+        self.db.run(write)
+        return 202, {"key": key, "status": "accepted"}
+
+
+_PAYMENT_COLUMNS = ("key, amount_cents, status, saga, region, "
+                    "extract(epoch FROM created_at), extract(epoch FROM updated_at)")
+
+
+def _payment(row: tuple) -> dict[str, Any]:
+    key, amount, status, saga, region, created, updated = row
+    return {"key": key, "amount_cents": amount, "status": status, "saga": saga, "region": region,
+            "created_s": float(created), "updated_s": float(updated)}
+
+
+def _fetch_payment(cur: Any, key: str) -> dict[str, Any] | None:
+    cur.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE key = %s", (key,))
+    row = cur.fetchone()
+    return _payment(row) if row else None
+
+
+def _pending_summary(cur: Any) -> dict[str, Any]:
+    cur.execute("SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at)) "
+                "FROM payments WHERE status = 'pending'")
+    count, oldest = cur.fetchone()
+    return {"pending": count, "oldest_pending_age_s": float(oldest) if oldest is not None else None}
+
+
+def _profile(user_id: str, display_name: str | None) -> dict[str, Any]:
+    crc = zlib.crc32(user_id.encode())
+    return {
+        "id": user_id,
+        "display_name": display_name if display_name is not None else f"Creator {user_id}",
+        "followers": crc % 100_000,
+        "verified": crc % 7 == 0,
+    }
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise HttpError(405, f"method {method} not allowed here (allowed: {', '.join(allowed)})")
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        raise HttpError(400, "body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise HttpError(400, "body must be a JSON object")
+    return payload
+
+
+def _string(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise HttpError(400, f"{name} must be a non-empty string")
+    return value
+
+
+def _key(payload: dict[str, Any]) -> str:
+    key = _string(payload, "key")
+    if len(key) > MAX_KEY_CHARS:
+        raise HttpError(400, f"key longer than {MAX_KEY_CHARS} characters")
+    return key
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "drdrill-platform"
+    sys_version = ""
+    timeout = IDLE_CONNECTION_S  # an idle keep-alive connection is closed after this
+    disable_nagle_algorithm = True
+    app: App  # set on the subclass made by make_server
+
+    def _serve(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = self._read_chunked()
+        else:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._reply(400, {"error": "bad Content-Length"}, close=True)
+                return
+            if length > MAX_BODY_BYTES:
+                self._reply(413, {"error": "body too large"}, close=True)
+                return
+            body = self.rfile.read(length) if length else b""
+            if len(body) != length:
+                self.close_connection = True
+                return
+        if body is None:
+            return
+        status, obj = self.app.handle(self.command, self.path, body)
+        self._reply(status, obj)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+    def _read_chunked(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self._reply(400, {"error": "bad chunk size"}, close=True)
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                self._reply(413, {"error": "body too large"}, close=True)
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _reply(self, status: int, obj: Any, close: bool = False) -> None:
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        if close:
+            self.close_connection = True
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        out = head.encode("latin-1") + self.app.extra_headers + b"\r\n"
+        if self.command != "HEAD":
+            out += body
+        self.wfile.write(out)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Malformed requests and unknown methods: the same JSON + X-Served-By as every answer.
+        self.close_connection = True
+        try:
+            self._reply(code, {"error": message or _REASONS.get(code, "error")}, close=True)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass  # one line per request would cost more than the request
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # the client went away: not news
+            return
+        super().handle_error(request, client_address)
+
+
+def make_server(app: App, host: str, port: int) -> Server:
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    return Server((host, port), handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="drdrill-platform",
+        description="One service of the drdrill reference creator platform (see drdrill.mirror.platform).",
+    )
+    parser.add_argument("--service", required=True, choices=SERVICES)
+    parser.add_argument("--region", default="primary", help="echoed in X-Region (default primary)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(args.service, args.region)
+    except ValueError as exc:
+        print(f"drdrill-platform: {exc}", file=sys.stderr)
+        return 2
+    app = App(settings)
+    server = make_server(app, args.host, args.port)
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    app.start()
+    print(json.dumps({"service": settings.service, "region": settings.region,
+                      "replica": settings.replica, "port": server.server_address[1],
+                      "pid": os.getpid()}), flush=True)
+    log(f"{settings.service} ({settings.region}) listening on {args.host}:{server.server_address[1]}, "
+        f"database {app.db!r}" + (f", sessions {app.redis!r}" if app.redis else ""))
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        app.stop()
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
