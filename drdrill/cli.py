@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where run directories go (default: reports/runs)")
     drill.add_argument("--alluredir", type=Path, default=PROJECT_ROOT / "reports" / "allure-results",
                        help="where Allure results go (default: reports/allure-results)")
+    from drdrill.mirror import cli as mirror_cli
+
+    mirror_cli.add_parser(commands)
     return parser
 
 
@@ -81,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "mirror":
+            from drdrill.mirror import cli as mirror_cli
+
+            return mirror_cli.run(args)
         return cmd_drill(args)
     except DrdrillError as exc:
         print(f"drdrill: {exc}", file=sys.stderr)

@@ -1,0 +1,155 @@
+"""``drdrill mirror up | down | status``: the local mirror from the command line.
+
+Wired into the main CLI with :func:`add_parser` (adds the ``mirror`` subcommand to a subparsers
+object) and :func:`run` (runs parsed arguments, returns the exit code). Also runs on its own:
+``python -m drdrill.mirror.cli up``.
+
+Exit codes:
+
+    0    done (up: healthy; down: nothing left; status: printed)
+    3    could not be done: no Docker engine, the mirror did not become healthy, no mirror is up
+    130  interrupted (``up`` removes what it had created)
+    254  bad arguments, or a malformed topology file
+    255  internal error in drdrill
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from drdrill.errors import ConfigError, DrdrillError
+
+__all__ = ["add_parser", "main", "run"]
+
+EXIT_OK = 0
+EXIT_NOT_DONE = 3
+EXIT_INTERRUPTED = 130
+EXIT_BAD_ARGS = 254
+EXIT_INTERNAL = 255
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``mirror`` (with ``up``, ``down``, ``status``) to ``subcommands``; the new parser."""
+    mirror = subcommands.add_parser(
+        "mirror",
+        help="bring the local two-region mirror up, take it down, show its status",
+        description="The local mirror: the platform of the DR plan in Docker (two regions, "
+        "Patroni, etcd, HAProxy, Redis, the services, a global entry). Every port is published "
+        "on 127.0.0.1 only; the state file lists them for chaos runs and Locust.",
+        epilog="exit codes: 0 done, 3 could not be done, 130 interrupted, 254 bad arguments, "
+        "255 internal error",
+    )
+    actions = mirror.add_subparsers(dest="mirror_command", required=True, metavar="ACTION",
+                                    parser_class=type(mirror))  # fmt: skip
+    state_help = "state file (default: $DRDRILL_MIRROR_STATE, else reports/mirror/state.json)"
+
+    up = actions.add_parser("up", help="create the mirror and wait until it is healthy")
+    up.add_argument(
+        "--topology",
+        type=Path,
+        metavar="FILE",
+        help="topology YAML (default: drdrill/mirror/topology.yaml, the DR plan's)",
+    )
+    up.add_argument("--state", type=Path, metavar="FILE", help=state_help)
+    up.add_argument(
+        "--id",
+        dest="mirror_id",
+        metavar="ID",
+        help="mirror id (default: random); it is in every container and network name",
+    )
+    up.add_argument("--timeout", type=float, default=180.0, metavar="S",
+                    help="seconds to wait for health (default 180)")  # fmt: skip
+
+    down = actions.add_parser("down", help="remove every container and network of the mirror")
+    down.add_argument("--state", type=Path, metavar="FILE", help=state_help)
+    target = down.add_mutually_exclusive_group()
+    target.add_argument(
+        "--id",
+        dest="mirror_id",
+        metavar="ID",
+        help="the mirror to remove (default: the state file's)",
+    )
+    target.add_argument("--all", action="store_true",
+                        help="remove every drdrill mirror on this engine (sweep by label)")  # fmt: skip
+
+    status = actions.add_parser("status", help="regions, AZs, roles, health, leader, lag, weights")
+    status.add_argument("--state", type=Path, metavar="FILE", help=state_help)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    return mirror
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``mirror`` command; its exit code."""
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"drdrill mirror: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except DrdrillError as exc:
+        print(f"drdrill mirror: {exc}", file=sys.stderr)
+        return EXIT_NOT_DONE
+    except KeyboardInterrupt:
+        print("drdrill mirror: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print("drdrill mirror: internal error (a bug in drdrill); see the traceback above",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace) -> int:
+    from drdrill.mirror import lifecycle  # Docker SDK imports only when a command runs
+
+    def progress(message: str) -> None:
+        print(message, flush=True)
+
+    if args.mirror_command == "up":
+        from drdrill.mirror.topology import load_topology
+
+        topology = load_topology(args.topology)  # ConfigError (254) before any Docker work
+        state = lifecycle.up(topology, progress, mirror_id=args.mirror_id,
+                             state_file=args.state, timeout_s=args.timeout)  # fmt: skip
+        print()
+        print(lifecycle.status(state))
+        return EXIT_OK
+    if args.mirror_command == "down":
+        lifecycle.down(args.mirror_id, state_file=args.state, progress=progress,
+                       everything=args.all)  # fmt: skip
+        return EXIT_OK
+    if args.mirror_command == "status":
+        report = lifecycle.status(state_file=args.state)
+        if args.json:
+            print(json.dumps({
+                "mirror_id": report.mirror_id, "rows": report.rows, "leaders": report.leaders,
+                "lag": report.lag, "weights": report.weights, "serving": report.serving,
+                "errors": report.errors,
+            }, indent=2))  # fmt: skip
+        else:
+            print(report)
+        return EXIT_OK
+    raise AssertionError(f"unknown mirror command {args.mirror_command!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2, which means "unknown" in drdrill
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m drdrill.mirror.cli ...`` (the same as ``drdrill mirror ...``)."""
+    parser = _Parser(prog="drdrill")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser(commands)
+    args = parser.parse_args(["mirror", *(argv if argv is not None else sys.argv[1:])])
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
