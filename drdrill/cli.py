@@ -61,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run the Gherkin scenarios under features/ with pytest-bdd "
                                             "against a target, write a run directory per scenario and Allure "
                                             "results, and print a verdict table.")
-    drill.add_argument("--target", default="groundtruth", choices=["groundtruth"],
-                       help="platform to drill (default: groundtruth, the exact-truth test service)")
+    drill.add_argument("--target", default="groundtruth", choices=["groundtruth", "local"],
+                       help="platform to drill: groundtruth (default; the exact-truth test service) or "
+                            "local (the Docker mirror; brought up unless one is up, taken down after)")
+    drill.add_argument("--keep-mirror", action="store_true",
+                       help="with --target local: leave the mirror up afterwards")
     drill.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios matching this pytest -k expression")
     drill.add_argument("-m", dest="markers", metavar="TAGS", help="only scenarios with these tags (pytest -m)")
     drill.add_argument("--config", type=Path, metavar="YAML",
@@ -148,6 +151,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
         f"--drdrill-target={args.target}", f"--drdrill-runs-dir={runs_dir}",
         f"--alluredir={args.alluredir.resolve()}",
     ]
+    if args.keep_mirror:
+        command.append("--drdrill-keep-mirror")
     if args.config is not None:
         from drdrill.config import load_config
 

@@ -41,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("drdrill", "drdrill drills")
     group.addoption("--drdrill-target", choices=TARGETS, default="groundtruth",
                     help="the platform to drill (default: groundtruth)")
+    group.addoption("--drdrill-keep-mirror", action="store_true",
+                    help="leave the local mirror up after the session (default: take down what was brought up)")
     group.addoption("--drdrill-runs-dir", default="reports/runs",
                     help="where run directories are written (default: reports/runs)")
     group.addoption("--drdrill-config", default=None,
@@ -51,6 +53,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def experiment_dirs(config: pytest.Config) -> list[Path]:
     return list(config.getini("drdrill_experiment_dirs")) or [config.rootpath / "experiments"]
+
+
+# ---------------------------------------------------------------------- target tags
+
+TARGET_TAGS = {"groundtruth": "groundtruth", "mirror": "local"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scenarios tagged for another target (``@groundtruth``, ``@mirror``) are deselected."""
+    target = config.getoption("--drdrill-target")
+    keep, dropped = [], []
+    for item in items:
+        wanted = {TARGET_TAGS[m.name] for m in item.iter_markers() if m.name in TARGET_TAGS}
+        (dropped if wanted and target not in wanted else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 # ---------------------------------------------------------------------- pre-flight
@@ -118,6 +137,15 @@ def drdrill_target(pytestconfig: pytest.Config):
         from drdrill.targets.groundtruth import GroundTruthTarget
 
         target = GroundTruthTarget().start()
+        try:
+            yield target
+        finally:
+            target.stop()
+        return
+    if name == "local":
+        from drdrill.targets.local import LocalTarget
+
+        target = LocalTarget(keep=pytestconfig.getoption("--drdrill-keep-mirror")).start()
         try:
             yield target
         finally:

@@ -1,0 +1,102 @@
+"""The local target: the embedded Docker mirror of the platform (see :mod:`drdrill.mirror`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from typing import Any
+
+from drdrill.errors import TargetError
+
+__all__ = ["LocalTarget"]
+
+log = logging.getLogger("drdrill")
+
+# A GET per service that its replicas answer (any status below 500 with X-Served-By means served).
+HEALTH_PATHS = {
+    "payments": "/payments/_pending",
+    "auth": "/auth/sessions/health-check",
+    "users": "/users/1",
+    "storefront": "/storefront",
+    "analytics": "/analytics/events",
+}
+
+
+class LocalTarget:
+    """A :class:`~drdrill.targets.Target` backed by the local mirror (brought up unless one is up)."""
+
+    name = "local"
+
+    def __init__(self, keep: bool = False, state_file: str | None = None) -> None:
+        self.keep = keep
+        self.state_file = state_file
+        self.state: Any = None
+        self._started_here = False
+
+    def __repr__(self) -> str:
+        return f"LocalTarget({self.state.mirror_id if self.state else 'down'})"
+
+    def start(self) -> LocalTarget:
+        """Attach to the mirror of the state file if it is up; otherwise bring one up."""
+        from drdrill.mirror import lifecycle
+
+        try:
+            state = lifecycle.load_state(self.state_file)
+            self.state = state
+            if self.healthy():
+                log.info("mirror %s is up; attaching to it", state.mirror_id)
+                return self
+            log.info("mirror %s in %s is not healthy; taking it down", state.mirror_id, state.path)
+            lifecycle.down(state.mirror_id, state_file=self.state_file)
+        except TargetError:
+            pass
+        log.info("bringing the local mirror up")
+        self.state = lifecycle.up(progress=lambda line: log.info("%s", line), state_file=self.state_file)
+        self._started_here = True
+        return self
+
+    def stop(self) -> None:
+        """Take the mirror down if this target brought it up (unless ``keep``)."""
+        if self.state is None or self.keep or not self._started_here:
+            return
+        from drdrill.mirror import lifecycle
+
+        lifecycle.down(self.state.mirror_id, state_file=self.state_file)
+
+    @property
+    def base_url(self) -> str:
+        if self.state is None:
+            raise TargetError("the local mirror is not up")
+        return self.state.global_http
+
+    def _get(self, path: str, timeout_s: float = 3.0) -> tuple[int, dict[str, str], bytes]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(self.base_url + path, timeout=timeout_s) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def healthy(self) -> bool:
+        """Every service answers through the global entry (a response from the service itself, < 500)."""
+        for path in HEALTH_PATHS.values():
+            try:
+                status, headers, _ = self._get(path)
+            except (urllib.error.URLError, OSError):
+                return False
+            if status >= 500 or not any(k.lower() == "x-served-by" for k in headers):
+                return False
+        return True
+
+    def final_read(self, prefix: str) -> dict[str, list[str]]:
+        """Every key with ``prefix`` in the serving region's database (through the global entry)."""
+        status, _, body = self._get(f"/_lookup?prefix={urllib.request.quote(prefix)}", timeout_s=30)
+        if status != 200:
+            raise TargetError(f"final read through {self.base_url}/_lookup failed with HTTP {status}")
+        return json.loads(body)
+
+    def experiment_configuration(self) -> dict[str, Any]:
+        path = self.state.path if self.state is not None else None
+        return {"mirror_state": str(path) if path else ""}
