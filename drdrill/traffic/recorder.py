@@ -78,7 +78,7 @@ class Recorder:
             return
         context = context or {}
         status = getattr(response, "status_code", None) or None
-        headers = getattr(response, "headers", None) or {}
+        headers = getattr(response, "headers", None)  # not `or {}`: its truth test sums every header
         served_by = _header(headers, "x-served-by")
         kind = error_kind(getattr(response, "error", None) or exception) if status is None else None
         if status is not None and exception is not None and status < 400:
@@ -114,6 +114,8 @@ class Recorder:
 
 
 def _header(headers: Any, name: str) -> str | None:
+    if headers is None:
+        return None
     try:
         value = headers.get(name)
     except Exception:  # noqa: BLE001 - odd header containers on error responses

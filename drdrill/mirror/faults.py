@@ -1,0 +1,762 @@
+"""Faults and runbook operations on the local mirror (actions are verbs, chaostoolkit-aws style).
+
+A fault takes a *selector* (what to hit) and returns a :class:`Fault` record that :func:`undo`
+reverses:
+
+``crash(selector)``      ``docker kill``; undo starts the containers again (Patroni members rejoin,
+                         rewinding with ``use_pg_rewind`` when the cluster moved on without them)
+``hang(selector)``       ``docker pause`` (a hung host: the nastier fault); undo unpauses
+``isolate(selector)``    disconnects the containers from every mirror network; undo reconnects them
+                         with the same addresses and DNS aliases
+
+Selectors (objects from the helpers below, or their text form)::
+
+    container("primary", "pg-a")      "primary/pg-a"             one container of a region
+    leader("primary")                 "primary/leader"           the region's Patroni leader *now*
+    az("primary", "a")                "primary/az:a"             every container with drdrill.az=a
+    role("primary", "etcd")           "primary/role:etcd"        every container of a role
+    service("primary", "payments")    "primary/service:payments" every replica of a service
+    region("primary")                 "primary"                  everything in the region (never
+                                                                 the global entry)
+
+Containers are found by the mirror's labels (``drdrill.mirror``, ``drdrill.region``,
+``drdrill.az``, ``drdrill.role``, ``drdrill.member``, ``drdrill.service``), never by name patterns.
+An unknown region, AZ, container, role or service raises :class:`~drdrill.errors.TargetError` naming
+the valid choices before anything is touched.
+
+Runbook operations: :func:`promote_dr` (the DR standby cluster becomes writable),
+:func:`scale` / :func:`scale_region` (the pilot light's scale-up), :func:`set_weights` (the global
+entry's DNS failover) and :func:`rebuild_as_replica` (failback: the old primary region becomes a
+standby cluster of the new primary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+
+from drdrill.errors import TargetError
+from drdrill.mirror.lifecycle import (
+    LOCALHOST,
+    MirrorState,
+    load_state,
+    scale,
+    set_weights,
+)
+from drdrill.mirror.plan import (
+    ADMIN_PORT,
+    HTTP_PORT,
+    LABEL,
+    PATRONI_PORT,
+    REDIS_PORT,
+    SQL_PORT,
+    SUPERUSER,
+    WAN,
+)
+
+__all__ = [
+    "ACTIONS",
+    "Fault",
+    "Selector",
+    "az",
+    "container",
+    "crash",
+    "hang",
+    "isolate",
+    "leader",
+    "parse_selector",
+    "promote_dr",
+    "rebuild_as_replica",
+    "region",
+    "resolve",
+    "role",
+    "scale",
+    "scale_region",
+    "service",
+    "set_weights",
+    "undo",
+]
+
+ACTIONS = ("crash", "hang", "isolate")
+KINDS = ("region", "container", "leader", "az", "role", "service")
+ROLES = ("etcd", "postgres", "alb", "redis", "service")
+_START_ORDER = {"etcd": 0, "redis": 0, "postgres": 1}  # everything else: 2
+Progress = Callable[[str], object]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------------ selectors
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What a fault hits: ``kind`` (region, container, leader, az, role, service) in ``region``."""
+
+    region: str
+    kind: str = "region"
+    value: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "region":
+            return self.region
+        if self.kind in ("container",):
+            return f"{self.region}/{self.value}"
+        if self.kind == "leader":
+            return f"{self.region}/leader"
+        return f"{self.region}/{self.kind}:{self.value}"
+
+
+def container(region: str, name: str) -> Selector:
+    """One container of ``region`` by its short name (``pg-a``, ``etcd-b``, ``alb``, ``payments-1``)."""
+    return Selector(region, "container", name)
+
+
+def leader(region: str) -> Selector:
+    """The Patroni leader (or standby leader) of ``region`` at the moment the fault is applied."""
+    return Selector(region, "leader")
+
+
+def az(region: str, name: str) -> Selector:
+    """Every container of ``region`` in availability zone ``name`` (regional ones are spared)."""
+    return Selector(region, "az", name)
+
+
+def role(region: str, name: str) -> Selector:
+    """Every container of ``region`` with role ``name`` (etcd, postgres, alb, redis, service)."""
+    return Selector(region, "role", name)
+
+
+def service(region: str, name: str) -> Selector:
+    """Every replica of service ``name`` in ``region``."""
+    return Selector(region, "service", name)
+
+
+def region(name: str) -> Selector:
+    """Everything in region ``name`` (the global entry is not in any region)."""
+    return Selector(name, "region")
+
+
+def parse_selector(text: str | Selector) -> Selector:
+    """A selector from its text form: ``primary``, ``primary/pg-a``, ``primary/leader``, ``primary/az:a``."""
+    if isinstance(text, Selector):
+        return text
+    if not isinstance(text, str) or not text.strip():
+        raise TargetError(
+            f"bad selector {text!r}: use REGION, REGION/NAME, REGION/leader, REGION/az:AZ, "
+            "REGION/role:ROLE or REGION/service:SERVICE"
+        )
+    where, _, what = text.strip().partition("/")
+    if not what:
+        return Selector(where, "region")
+    if what == "leader":
+        return Selector(where, "leader")
+    kind, colon, value = what.partition(":")
+    if colon:
+        if kind not in ("az", "role", "service"):
+            raise TargetError(
+                f"bad selector {text!r}: unknown kind {kind!r}; kinds are az, role, service"
+            )
+        return Selector(where, kind, value)
+    return Selector(where, "container", what)
+
+
+@dataclass
+class _Target:
+    id: str
+    name: str
+    key: str
+    region: str
+    az: str
+    role: str
+    state: str  # Docker state when resolved: running, paused, exited...
+
+
+def resolve(
+    selector: str | Selector,
+    state: MirrorState | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+) -> list[dict[str, str]]:
+    """The containers ``selector`` picks now (key, name, id, region, az, role, Docker state)."""
+    state = state or load_state()
+    client = client or docker.from_env(timeout=60)
+    return [asdict(t) for t in _resolve(parse_selector(selector), state, client)]
+
+
+def _resolve(sel: Selector, state: MirrorState, client: docker.DockerClient) -> list[_Target]:
+    regions = list(state.regions)
+    if sel.region not in state.regions:
+        raise TargetError(
+            f"no region {sel.region!r} in mirror {state.mirror_id}; regions are "
+            f"{', '.join(regions)}"
+        )
+    if sel.kind not in KINDS:
+        raise TargetError(f"bad selector kind {sel.kind!r}; kinds are {', '.join(KINDS)}")
+    info = state.regions[sel.region]
+    known = state.containers(region=sel.region)
+    filters = [f"{LABEL}={state.mirror_id}", f"drdrill.region={sel.region}"]
+    wanted_id: str | None = None
+    if sel.kind == "az":
+        if sel.value not in info["azs"]:
+            raise TargetError(
+                f"no AZ {sel.value!r} in region {sel.region}; AZs are {', '.join(info['azs'])}"
+            )
+        filters.append(f"drdrill.az={sel.value}")
+    elif sel.kind == "role":
+        present = sorted({c["role"] for c in known})
+        if sel.value not in present:
+            raise TargetError(
+                f"no role {sel.value!r} in region {sel.region}; roles are {', '.join(present)}"
+            )
+        filters.append(f"drdrill.role={sel.value}")
+    elif sel.kind == "service":
+        services = list(info["services"])
+        if sel.value not in services:
+            raise TargetError(
+                f"no service {sel.value!r} in region {sel.region}; services are "
+                f"{', '.join(services)}"
+            )
+        filters += ["drdrill.role=service", f"drdrill.service={sel.value}"]
+    elif sel.kind == "container":
+        names = {c["key"].split("/", 1)[1]: c for c in known}
+        if sel.value not in names:
+            raise TargetError(
+                f"no container {sel.value!r} in region {sel.region}; containers are "
+                f"{', '.join(names)}"
+            )
+        wanted_id = names[sel.value]["id"]
+    elif sel.kind == "leader":
+        member = _leader_member(state, sel.region)
+        if not member:
+            raise TargetError(f"region {sel.region} has no Patroni leader now; nothing to hit")
+        filters += ["drdrill.role=postgres", f"drdrill.member={member}"]
+    listed = client.api.containers(all=True, filters={"label": filters})
+    by_id = {c["id"]: c for c in state.data["containers"]}
+    targets = []
+    for c in listed:
+        labels = c.get("Labels") or {}
+        if labels.get("drdrill.role") == "probe" or (wanted_id and c["Id"] != wanted_id):
+            continue
+        entry = by_id.get(c["Id"], {})
+        targets.append(
+            _Target(
+                id=c["Id"],
+                name=c["Names"][0].lstrip("/"),
+                key=entry.get("key", c["Names"][0].lstrip("/")),
+                region=labels.get("drdrill.region", ""),
+                az=labels.get("drdrill.az", ""),
+                role=labels.get("drdrill.role", ""),
+                state=c.get("State", ""),
+            )
+        )
+    if not targets:
+        raise TargetError(f"selector {sel} matches no container of mirror {state.mirror_id}")
+    return sorted(targets, key=lambda t: t.key)
+
+
+def _leader_member(state: MirrorState, region_name: str) -> str | None:
+    for member in state.patroni(region_name).values():
+        with contextlib.suppress(OSError, ValueError):
+            cluster = _get_json(member["rest"] + "/cluster", 1.0)
+            for m in cluster.get("members", []):
+                if m.get("role") in ("leader", "standby_leader"):
+                    return m.get("name")
+    return None
+
+
+# --------------------------------------------------------------------------------------- faults
+
+
+@dataclass
+class Fault:
+    """What a fault did (so :func:`undo` can reverse it) and when (epoch seconds)."""
+
+    action: str  # crash | hang | isolate
+    target: str  # the selector's text form
+    mirror_id: str
+    containers: list[dict[str, Any]]  # id, name, key, region, az, role, state; isolate: networks
+    started_s: float
+    applied_s: float
+    undone_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        names = ", ".join(c["key"] for c in self.containers)
+        return f"Fault({self.action} {self.target}: {names})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def history_ops(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The fault as nemesis ops of a history (``start:``/``stop:``), for the checkers."""
+        f = name or f"{self.action} {self.target}"
+        base = {"process": "nemesis", "phase": "method", "kind": "action"}
+        return [
+            {**base, "type": "info", "f": f"start:{f}", "time_s": self.started_s},
+            {**base, "type": "ok", "f": f"stop:{f}", "time_s": self.started_s,
+             "end_s": self.applied_s,
+             "latency_ms": round((self.applied_s - self.started_s) * 1000, 3)},
+        ]  # fmt: skip
+
+
+def crash(
+    selector: str | Selector,
+    state: MirrorState | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+    progress: Progress = _quiet,
+) -> Fault:
+    """Kill the selected containers (``docker kill``); undo starts them again."""
+    return _apply("crash", selector, state, client, progress)
+
+
+def hang(
+    selector: str | Selector,
+    state: MirrorState | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+    progress: Progress = _quiet,
+) -> Fault:
+    """Freeze the selected containers (``docker pause``, a hung host); undo unpauses them."""
+    return _apply("hang", selector, state, client, progress)
+
+
+def isolate(
+    selector: str | Selector,
+    state: MirrorState | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+    progress: Progress = _quiet,
+) -> Fault:
+    """Cut the selected containers off every mirror network; undo reconnects them (same IPs)."""
+    return _apply("isolate", selector, state, client, progress)
+
+
+def _apply(
+    action: str,
+    selector: str | Selector,
+    state: MirrorState | None,
+    client: docker.DockerClient | None,
+    progress: Progress,
+) -> Fault:
+    state = state or load_state()
+    client = client or docker.from_env(timeout=60)
+    sel = parse_selector(selector)
+    targets = _resolve(sel, state, client)  # raises before anything is touched
+    started = time.time()
+    hit: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if action == "crash":
+        live = [t for t in targets if t.state in ("running", "paused")]
+        _parallel(lambda t: client.api.kill(t.id), live)
+        hit = [asdict(t) for t in live]
+    elif action == "hang":
+        live = [t for t in targets if t.state == "running"]
+        _parallel(lambda t: client.api.pause(t.id), live)
+        hit = [asdict(t) for t in live]
+    elif action == "isolate":
+        mirror_nets = {n["name"] for n in state.data["networks"]}
+
+        def cut(t: _Target) -> dict[str, Any]:
+            attached = client.api.inspect_container(t.id)["NetworkSettings"]["Networks"] or {}
+            nets = []
+            for net_name, ep in attached.items():
+                if net_name not in mirror_nets:
+                    continue
+                ipam = ep.get("IPAMConfig") or {}
+                nets.append({
+                    "network": net_name,
+                    "ip": ep.get("IPAddress") or "",
+                    "static": bool(ipam.get("IPv4Address")),
+                    "aliases": [a for a in ep.get("Aliases") or [] if not t.id.startswith(a)],
+                })  # fmt: skip
+            for net in nets:
+                client.api.disconnect_container_from_network(t.id, net["network"], force=True)
+            return {**asdict(t), "networks": nets}
+
+        hit = _parallel(cut, targets)
+    skipped = len(targets) - len(hit)
+    if skipped:
+        notes.append(f"{skipped} selected container(s) were not running and were left alone")
+    fault = Fault(action, str(sel), state.mirror_id, hit, started, time.time(), notes=notes)
+    progress(
+        f"[fault] {action} {sel}: {len(hit)} container(s) in {fault.applied_s - started:.2f} s"
+        + (f" ({notes[0]})" if notes else "")
+    )
+    return fault
+
+
+def undo(
+    fault: Fault,
+    state: MirrorState | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+    progress: Progress = _quiet,
+) -> Fault:
+    """Reverse ``fault`` (start / unpause / reconnect); idempotent. Updates published ports in the state."""
+    if fault.undone_s is not None:
+        return fault
+    state = state or load_state()
+    if state.mirror_id != fault.mirror_id:
+        raise TargetError(
+            f"fault {fault!r} belongs to mirror {fault.mirror_id}, not {state.mirror_id}"
+        )
+    client = client or docker.from_env(timeout=60)
+    t0 = time.time()
+    existing = {
+        c["Id"]: c
+        for c in client.api.containers(all=True, filters={"label": f"{LABEL}={state.mirror_id}"})
+    }
+    hit = [c for c in fault.containers if c["id"] in existing]
+    if fault.action == "crash":
+        # etcd and Redis first, then Patroni, then the rest (each waits on the one before)
+        for stage in (0, 1, 2):
+            group = [c for c in hit if _START_ORDER.get(c["role"], 2) == stage]
+            _parallel(lambda c: _start(client, c["id"]), group)
+    elif fault.action == "hang":
+        _parallel(lambda c: _unpause(client, c["id"]), hit)
+    elif fault.action == "isolate":
+
+        def reconnect(c: dict[str, Any]) -> None:
+            attached = set(
+                client.api.inspect_container(c["id"])["NetworkSettings"]["Networks"] or {}
+            )
+            for net in c["networks"]:
+                if net["network"] in attached:
+                    continue
+                try:
+                    client.api.connect_container_to_network(
+                        c["id"], net["network"], ipv4_address=net["ip"] or None,
+                        aliases=net["aliases"] or None,
+                    )  # fmt: skip
+                except docker.errors.APIError:
+                    if net["static"]:
+                        raise
+                    # a dynamic address taken meanwhile: any address will do
+                    client.api.connect_container_to_network(
+                        c["id"], net["network"], aliases=net["aliases"] or None
+                    )
+
+        _parallel(reconnect, hit)
+    else:
+        raise TargetError(f"unknown fault action {fault.action!r}; actions are {ACTIONS}")
+    _refresh_endpoints(state, client, [c["id"] for c in hit])
+    fault.undone_s = time.time()
+    progress(f"[fault] undo {fault.action} {fault.target}: {len(hit)} container(s) in "
+             f"{fault.undone_s - t0:.2f} s")  # fmt: skip
+    return fault
+
+
+def _start(client: docker.DockerClient, cid: str) -> None:
+    info = client.api.inspect_container(cid)["State"]
+    if info.get("Paused"):
+        client.api.unpause(cid)
+    elif not info.get("Running"):
+        client.api.start(cid)
+
+
+def _unpause(client: docker.DockerClient, cid: str) -> None:
+    if client.api.inspect_container(cid)["State"].get("Paused"):
+        client.api.unpause(cid)
+
+
+def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(items), 24)) as pool:
+        return list(pool.map(fn, items))
+
+
+def _published(client: docker.DockerClient, cid: str) -> dict[int, int]:
+    ports = client.api.inspect_container(cid)["NetworkSettings"]["Ports"] or {}
+    out = {}
+    for key, bindings in ports.items():
+        for binding in bindings or []:
+            if binding.get("HostIp") == LOCALHOST:
+                out[int(key.split("/")[0])] = int(binding["HostPort"])
+    return out
+
+
+def _refresh_endpoints(
+    state: MirrorState, client: docker.DockerClient, ids: list[str], wait_s: float = 5.0
+) -> None:
+    """Record the host ports Docker gave restarted or reconnected containers (they may change)."""
+    entries = [c for c in state.data["containers"] if c["id"] in set(ids)]
+    wanted = {"postgres": (PATRONI_PORT, SQL_PORT), "alb": (SQL_PORT, HTTP_PORT, ADMIN_PORT),
+              "redis": (REDIS_PORT,), "dns": (HTTP_PORT, ADMIN_PORT)}  # fmt: skip
+    changed = False
+    for entry in entries:
+        need = wanted.get(entry["role"])
+        if not need:
+            continue
+        deadline = time.monotonic() + wait_s
+        ports = _published(client, entry["id"])
+        while not all(p in ports for p in need) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            ports = _published(client, entry["id"])
+        if not all(p in ports for p in need):
+            continue
+        if entry["role"] == "dns":
+            g = state.data["global"]
+            g["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
+            g["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
+            changed = True
+            continue
+        r = state.regions[entry["region"]]
+        if entry["role"] == "alb":
+            r["sql"] = {"host": LOCALHOST, "port": ports[SQL_PORT]}
+            r["dsn"] = (
+                f"host={LOCALHOST} port={ports[SQL_PORT]} user={SUPERUSER[0]} "
+                f"password={SUPERUSER[1]} dbname=postgres"
+            )
+            r["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
+            r["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
+        elif entry["role"] == "redis":
+            r["redis"] = f"redis://{LOCALHOST}:{ports[REDIS_PORT]}/0"
+        elif entry["role"] == "postgres":
+            m = r["patroni"][entry["member"]]
+            m["rest"] = f"http://{LOCALHOST}:{ports[PATRONI_PORT]}"
+            m["sql"] = {"host": LOCALHOST, "port": ports[SQL_PORT]}
+        changed = True
+    if changed and state.path is not None:
+        with contextlib.suppress(OSError):
+            state.save()
+
+
+# ------------------------------------------------------------------------------ runbook actions
+
+
+def promote_dr(
+    state: MirrorState | None = None,
+    *,
+    timeout_s: float = 30.0,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Promote the DR standby cluster (``PATCH /config {"standby_cluster": null}``); wait until writable."""
+    state = state or load_state()
+    dr = state.dr_region
+    if dr is None:
+        raise TargetError(
+            f"mirror {state.mirror_id} has no region with role dr; regions are "
+            + ", ".join(f"{r} ({i['role']})" for r, i in state.regions.items())
+        )
+    t0 = time.monotonic()
+    _patch_config(state, dr, {"standby_cluster": None})
+    writable_s = _wait_writable(state, dr, t0 + timeout_s)
+    state.regions[dr]["promoted_s"] = time.time()
+    if state.path is not None:
+        with contextlib.suppress(OSError):
+            state.save()
+    result = {"region": dr, "leader": _leader_member(state, dr), "writable_after_s": writable_s}
+    progress(f"[runbook] promoted {dr} ({result['leader']}): writable after {writable_s:.2f} s")
+    return result
+
+
+def scale_region(
+    target_region: str,
+    state: MirrorState | None = None,
+    *,
+    like: str | None = None,
+    replicas: int | None = None,
+    progress: Progress = _quiet,
+    client: docker.DockerClient | None = None,
+) -> dict[str, int]:
+    """Scale every service of ``target_region`` to ``replicas`` each, or to the counts of region ``like``
+
+    (default: the primary region's), in parallel; the new replica counts.
+    """
+    state = state or load_state()
+    if target_region not in state.regions:
+        raise TargetError(f"no region {target_region!r}; regions are {', '.join(state.regions)}")
+    if replicas is None:
+        like = like or state.primary_region
+        if like not in state.regions:
+            raise TargetError(f"no region {like!r}; regions are {', '.join(state.regions)}")
+        counts = {s: v["replicas"] for s, v in state.regions[like]["services"].items()}
+    else:
+        counts = dict.fromkeys(state.regions[target_region]["services"], replicas)
+    client = client or docker.from_env(timeout=60)
+    changes = [
+        (s, n)
+        for s, n in counts.items()
+        if state.regions[target_region]["services"][s]["replicas"] != n
+    ]
+    for s, n in changes:  # `scale` saves the state file: one at a time (each is ~1 s)
+        scale(target_region, s, n, state, progress=progress, client=client)
+    return {s: v["replicas"] for s, v in state.regions[target_region]["services"].items()}
+
+
+def rebuild_as_replica(
+    old_region: str,
+    new_primary_region: str,
+    state: MirrorState | None = None,
+    *,
+    timeout_s: float = 120.0,
+    progress: Progress = _quiet,
+    client: docker.DockerClient | None = None,
+) -> dict[str, Any]:
+    """Failback preparation: turn ``old_region``'s Patroni cluster into a standby cluster of
+
+    ``new_primary_region`` (over the wan, through a permanent slot named after ``old_region``);
+    Patroni rewinds (``use_pg_rewind``) or re-clones the old members. Waits until the old region's
+    standby leader is streaming; swaps the regions' roles in the state.
+    """
+    state = state or load_state()
+    for name in (old_region, new_primary_region):
+        if name not in state.regions:
+            raise TargetError(f"no region {name!r}; regions are {', '.join(state.regions)}")
+    if old_region == new_primary_region:
+        raise TargetError(f"old and new primary region are both {old_region!r}")
+    client = client or docker.from_env(timeout=60)
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    if _in_recovery(state, new_primary_region) is not False:
+        raise TargetError(
+            f"region {new_primary_region} is not writable; promote it first (promote_dr)"
+        )
+    wan = _network_name(state, WAN)
+    # the old members must reach the new primary's ALB on the wan
+    new_alb = _resolve(Selector(new_primary_region, "role", "alb"), state, client)[0]
+    alb_ip = client.api.inspect_container(new_alb.id)["NetworkSettings"]["Networks"][wan][
+        "IPAddress"
+    ]
+    old_pg = _resolve(Selector(old_region, "role", "postgres"), state, client)
+    for t in old_pg:
+        if t.state != "running":
+            raise TargetError(
+                f"{t.key} is {t.state}; undo the faults on region {old_region} first"
+            )
+        nets = client.api.inspect_container(t.id)["NetworkSettings"]["Networks"] or {}
+        if wan not in nets:
+            entry = next(c for c in state.data["containers"] if c["id"] == t.id)
+            client.api.connect_container_to_network(
+                t.id, wan, aliases=[f"{old_region}-{entry.get('member', t.name)}"]
+            )
+    slot = re.sub(r"[^a-z0-9_]", "_", old_region.lower())
+    _patch_config(state, new_primary_region, {"slots": {slot: {"type": "physical"}}})
+    _patch_config(
+        state,
+        old_region,
+        {
+            "standby_cluster": {
+                "host": alb_ip,
+                "port": SQL_PORT,
+                "primary_slot_name": slot,
+                "create_replica_methods": ["basebackup"],
+            },
+            "slots": None,  # the old region's slot for the DR replica has no consumer now
+        },
+    )
+    progress(f"[runbook] {old_region}: now a standby cluster of {new_primary_region} ({alb_ip})")
+    members: list[dict[str, Any]] = []
+    while True:
+        with contextlib.suppress(OSError, ValueError, TargetError):
+            members = _cluster(state, old_region).get("members", [])
+            standby = [m for m in members if m.get("role") == "standby_leader"]
+            others = [m for m in members if m.get("role") != "standby_leader"]
+            if (
+                standby
+                and standby[0].get("state") == "streaming"
+                and all(m.get("state") == "streaming" for m in others)
+            ):
+                break
+        if time.monotonic() > deadline:
+            raise TargetError(
+                f"{old_region} did not start streaming from {new_primary_region} within "
+                f"{timeout_s:.0f} s; members: "
+                f"{[(m.get('name'), m.get('role'), m.get('state')) for m in members]}"
+            )
+        time.sleep(0.5)
+    state.regions[new_primary_region]["role"] = "primary"
+    state.regions[old_region]["role"] = "dr"
+    if state.path is not None:
+        with contextlib.suppress(OSError):
+            state.save()
+    took = time.monotonic() - t0
+    progress(f"[runbook] {old_region} streams from {new_primary_region} after {took:.1f} s")
+    return {
+        "region": old_region,
+        "upstream": new_primary_region,
+        "slot": slot,
+        "members": [(m.get("name"), m.get("role"), m.get("state")) for m in members],
+        "seconds": took,
+    }
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _get_json(url: str, timeout_s: float = 1.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return json.loads(response.read())
+
+
+def _cluster(state: MirrorState, region_name: str) -> dict[str, Any]:
+    error: Exception | None = None
+    for member in state.patroni(region_name).values():
+        try:
+            return _get_json(member["rest"] + "/cluster", 1.0)
+        except (OSError, ValueError) as exc:
+            error = exc
+    raise TargetError(f"no Patroni REST API of region {region_name} answers: {error}")
+
+
+def _patch_config(state: MirrorState, region_name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(patch).encode()
+    error: Exception | None = None
+    for member in state.patroni(region_name).values():
+        request = urllib.request.Request(
+            member["rest"] + "/config", data=body, method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise TargetError(
+                f"Patroni of region {region_name} refused PATCH /config {patch}: "
+                f"{exc.code} {exc.read()[:200]!r}"
+            ) from exc
+        except (OSError, ValueError) as exc:
+            error = exc
+    raise TargetError(f"no Patroni REST API of region {region_name} answers: {error}")
+
+
+def _in_recovery(state: MirrorState, region_name: str) -> bool | None:
+    """Whether the region's ALB SQL port reaches a server in recovery; None when none answers."""
+    try:
+        with state.connect(region_name, timeout_s=2.0) as conn:
+            return conn.scalar("select pg_is_in_recovery()") == "t"
+    except Exception:
+        return None
+
+
+def _wait_writable(state: MirrorState, region_name: str, deadline: float) -> float:
+    t0 = time.monotonic()
+    while True:
+        if _in_recovery(state, region_name) is False:
+            return time.monotonic() - t0
+        if time.monotonic() > deadline:
+            raise TargetError(f"region {region_name} did not become writable in time")
+        time.sleep(0.1)
+
+
+def _network_name(state: MirrorState, key: str) -> str:
+    for net in state.data["networks"]:
+        if net["key"] == key:
+            return net["name"]
+    raise TargetError(f"mirror {state.mirror_id} has no {key} network")
