@@ -75,3 +75,25 @@ def test_unregistered_tag_is_refused_under_strict_markers(drill_project):
     result = drill_project.runpytest("features", "--strict-markers")
     assert result.ret != pytest.ExitCode.OK
     assert "'nightlyy' not found in `markers` configuration option" in result.stdout.str()
+
+
+def test_scenarios_tagged_for_another_target_are_deselected(drill_project):
+    drill_project.makeini(textwrap.dedent("""
+        [pytest]
+        drdrill_experiment_dirs = experiments
+        markers =
+            groundtruth: ground truth only
+            mirror: local mirror only
+    """))
+    drill_project.path.joinpath("features", "targets.feature").write_text(textwrap.dedent("""\
+        Feature: targets
+          @groundtruth
+          Scenario: truth only
+            Given the platform under test is healthy
+          @mirror
+          Scenario: mirror only
+            Given the platform under test is healthy
+        """))
+    result = drill_project.runpytest("features", "--collect-only", "-q", "--drdrill-target=local")
+    assert "test_mirror_only" in result.stdout.str() and "test_truth_only" not in result.stdout.str()
+    assert "1 deselected" in result.stdout.str()
