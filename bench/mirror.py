@@ -43,7 +43,9 @@ GOALS = {"build_from_nothing_s": 180.0, "time_to_healthy_s": 30.0, "teardown_s":
 def from_nothing(client) -> dict[str, Any]:
     """Remove the mirror's images (by repository) and wheel cache; time a build from scratch."""
     if client.api.containers(all=True, filters={"label": LABEL}):
-        raise SystemExit("mirror containers exist; take them down (drdrill mirror down --all) first")
+        raise SystemExit(
+            "mirror containers exist; take them down (drdrill mirror down --all) first"
+        )
     removed = []
     for repo in (NODE_REPO, BASE_REPO):  # node first: it is built on base
         for image in client.images.list(name=repo):
@@ -79,7 +81,9 @@ def failover_once(state, client) -> dict[str, float]:
     new = probes.patroni_leader(state, "primary")
     faults.undo(fault, state, client=client, progress=progress)
     heal_s = probes.wait_healthy(state, 120)
-    progress(f"failover {old} -> {new}: {failover_s:.1f} s; healthy again {heal_s:.1f} s after undo")
+    progress(
+        f"failover {old} -> {new}: {failover_s:.1f} s; healthy again {heal_s:.1f} s after undo"
+    )
     return {"failover_s": failover_s, "heal_s": heal_s}
 
 

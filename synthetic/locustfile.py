@@ -18,8 +18,7 @@ from __future__ import annotations
 import random
 import time
 
-import gevent
-from locust import FastHttpUser, constant_throughput, events, task
+from locust import FastHttpUser, events, task
 
 from drdrill.traffic.recorder import install
 
@@ -43,20 +42,28 @@ class PlatformUser(FastHttpUser):
         super().__init__(environment)
         self.process = recorder.next_process()
         self.rate = options.drdrill_rate if options is not None else 10.0
+        self.next_task_s: float | None = None
 
-    def wait_time(self):
-        return constant_throughput(self.rate)(self)
+    def wait_time(self) -> float:
+        """Pace the user at ``rate`` tasks per second, at a random phase of its own.
+
+        Users started together would otherwise send in the same millisecond and sample the platform
+        only as finely as one user does. A user that fell behind (a slow request) does not burst
+        to catch up.
+        """
+        now = time.monotonic()
+        interval_s = 1.0 / self.rate
+        if self.next_task_s is None:
+            self.next_task_s = now + random.uniform(0, interval_s)
+        else:
+            self.next_task_s = max(self.next_task_s + interval_s, now)
+        return self.next_task_s - now
 
     def context(self) -> dict:
         return {"process": self.process, "service": self.service}
 
     def read(self, f: str, path: str, lookup: bool = False) -> None:
         self.client.get(path, name=f, context={"f": f, "lookup": lookup})
-
-    def on_start(self):
-        # Users start at random points of their pacing cycle: started together, they would all send
-        # in the same millisecond and sample the platform only as finely as one user does.
-        gevent.sleep(random.uniform(0, 1 / self.rate))
 
     def write(self, f: str, method: str, path: str, body: dict) -> str | None:
         """Send a write with a fresh key, logging its invoke first; returns the key (None: not sent)."""
@@ -73,7 +80,6 @@ class PaymentsUser(PlatformUser):
 
     def on_start(self):
         self.recent_keys: list[str] = []
-        super().on_start()
 
     @task(1)
     def create(self):

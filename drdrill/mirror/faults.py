@@ -56,6 +56,8 @@ from drdrill.mirror.lifecycle import (
 )
 from drdrill.mirror.plan import (
     ADMIN_PORT,
+    BIN_DIR,
+    DATA_DIR,
     HTTP_PORT,
     LABEL,
     PATRONI_PORT,
@@ -637,9 +639,7 @@ def rebuild_as_replica(
     old_pg = _resolve(Selector(old_region, "role", "postgres"), state, client)
     for t in old_pg:
         if t.state != "running":
-            raise TargetError(
-                f"{t.key} is {t.state}; undo the faults on region {old_region} first"
-            )
+            raise TargetError(f"{t.key} is {t.state}; undo the faults on region {old_region} first")
         nets = client.api.inspect_container(t.id)["NetworkSettings"]["Networks"] or {}
         if wan not in nets:
             entry = next(c for c in state.data["containers"] if c["id"] == t.id)
@@ -648,39 +648,42 @@ def rebuild_as_replica(
             )
     slot = re.sub(r"[^a-z0-9_]", "_", old_region.lower())
     _patch_config(state, new_primary_region, {"slots": {slot: {"type": "physical"}}})
-    _patch_config(
-        state,
-        old_region,
-        {
-            "standby_cluster": {
-                "host": alb_ip,
-                "port": SQL_PORT,
-                "primary_slot_name": slot,
-                "create_replica_methods": ["basebackup"],
-            },
-            "slots": None,  # the old region's slot for the DR replica has no consumer now
-        },
+    standby = {
+        "host": alb_ip,
+        "port": SQL_PORT,
+        "primary_slot_name": slot,
+        "create_replica_methods": ["basebackup"],
+    }
+    # Patroni sees divergence only when the new primary's timeline is higher: an old region that
+    # promoted a leader of its own after coming back can reach the same timeline number with
+    # another history, which pg_rewind cannot be told about. Then the members are re-cloned.
+    old_tl = max((int(m.get("timeline") or 0) for m in _members(state, old_region)), default=0)
+    new_tl = max((int(m.get("timeline") or 0) for m in _members(state, new_primary_region)),
+                 default=0)  # fmt: skip
+    method = "rewind" if old_tl < new_tl else "reclone"
+    # the old region's slot for the DR replica has no consumer now
+    _patch_config(state, old_region, {"standby_cluster": standby, "slots": None})
+    progress(
+        f"[runbook] {old_region} (timeline {old_tl}): now a standby cluster of "
+        f"{new_primary_region} (timeline {new_tl}, {alb_ip}); {method}"
     )
-    progress(f"[runbook] {old_region}: now a standby cluster of {new_primary_region} ({alb_ip})")
     members: list[dict[str, Any]] = []
-    while True:
-        with contextlib.suppress(OSError, ValueError, TargetError):
-            members = _cluster(state, old_region).get("members", [])
-            standby = [m for m in members if m.get("role") == "standby_leader"]
-            others = [m for m in members if m.get("role") != "standby_leader"]
-            if (
-                standby
-                and standby[0].get("state") == "streaming"
-                and all(m.get("state") == "streaming" for m in others)
-            ):
-                break
-        if time.monotonic() > deadline:
-            raise TargetError(
-                f"{old_region} did not start streaming from {new_primary_region} within "
-                f"{timeout_s:.0f} s; members: "
-                f"{[(m.get('name'), m.get('role'), m.get('state')) for m in members]}"
-            )
-        time.sleep(0.5)
+    if method == "rewind":
+        members = _wait_streaming(state, old_region, min(deadline, time.monotonic() + 30.0))
+        if not members:
+            method = "reclone"
+            progress(f"[runbook] {old_region}: not streaming after rewind; re-cloning")
+    if method == "reclone":
+        _reclone(state, old_region, old_pg, client)
+        members = _wait_streaming(state, old_region, deadline)
+    if not members:
+        shown = [
+            (m.get("name"), m.get("role"), m.get("state")) for m in _members(state, old_region)
+        ]
+        raise TargetError(
+            f"{old_region} did not start streaming from {new_primary_region} within "
+            f"{timeout_s:.0f} s; members: {shown}"
+        )
     state.regions[new_primary_region]["role"] = "primary"
     state.regions[old_region]["role"] = "dr"
     if state.path is not None:
@@ -693,6 +696,7 @@ def rebuild_as_replica(
         "upstream": new_primary_region,
         "slot": slot,
         "members": [(m.get("name"), m.get("role"), m.get("state")) for m in members],
+        "method": method,
         "seconds": took,
     }
 
@@ -734,6 +738,58 @@ def _patch_config(state: MirrorState, region_name: str, patch: dict[str, Any]) -
         except (OSError, ValueError) as exc:
             error = exc
     raise TargetError(f"no Patroni REST API of region {region_name} answers: {error}")
+
+
+def _members(state: MirrorState, region_name: str) -> list[dict[str, Any]]:
+    with contextlib.suppress(TargetError):
+        return _cluster(state, region_name).get("members", [])
+    return []
+
+
+def _wait_streaming(state: MirrorState, region_name: str, deadline: float) -> list[dict[str, Any]]:
+    """The members once the standby leader and every replica stream ([] at the deadline)."""
+    while time.monotonic() < deadline:
+        members = _members(state, region_name)
+        lead = [m for m in members if m.get("role") == "standby_leader"]
+        if (
+            lead
+            and len(members) == len(state.patroni(region_name))
+            and all(m.get("state") == "streaming" for m in members)
+        ):
+            return members
+        time.sleep(0.5)
+    return []
+
+
+def _reclone(
+    state: MirrorState, region_name: str, pg: list[_Target], client: docker.DockerClient
+) -> None:
+    """Re-create the region's members from the upstream: pause Patroni, empty every data
+    directory, drop the cluster's ``initialize`` and ``leader`` keys (keeping its config, which
+    names the upstream), resume: one member bootstraps a standby leader with pg_basebackup, the
+    others clone from it."""
+    _patch_config(state, region_name, {"pause": True})
+    time.sleep(0.5)
+    data_dir, bin_dir = DATA_DIR, BIN_DIR
+
+    def wipe(t: _Target) -> None:
+        cmd = (f"{bin_dir}/pg_ctl -D {data_dir} stop -m immediate -w -t 10 >/dev/null 2>&1; "
+               f"find {data_dir} -mindepth 1 -delete")  # fmt: skip
+        result = client.api.exec_create(t.id, ["sh", "-c", cmd], user="postgres")
+        client.api.exec_start(result["Id"])
+
+    _parallel(wipe, pg)
+    etcd = _resolve(Selector(region_name, "role", "etcd"), state, client)
+    prefix = f"/drdrill/{region_name}/"
+    keys = " ".join(f"{prefix}{k}" for k in ("initialize", "leader", "status", "sync", "failover"))
+    cmd = "for k in " + keys + "; do etcdctl del $k >/dev/null; done"
+    for t in etcd:
+        if t.state != "running":
+            continue
+        result = client.api.exec_create(t.id, ["sh", "-c", cmd])
+        client.api.exec_start(result["Id"])
+        break
+    _patch_config(state, region_name, {"pause": None})
 
 
 def _in_recovery(state: MirrorState, region_name: str) -> bool | None:

@@ -161,7 +161,9 @@ def serving_region(state: MirrorState | None = None, tries: int = 3) -> str | No
     return max(set(seen), key=seen.count) if seen else None
 
 
-def problems(state: MirrorState | None = None, client: docker.DockerClient | None = None) -> list[str]:
+def problems(
+    state: MirrorState | None = None, client: docker.DockerClient | None = None
+) -> list[str]:
     """Why the mirror is not in its healthy steady state; [] when it is.
 
     Every container running (not paused) and attached to a network; the primary-role region with a
@@ -196,9 +198,13 @@ def problems(state: MirrorState | None = None, client: docker.DockerClient | Non
             found.append(f"{region}: standby leader not streaming ({shown})")
         for m in members:
             if m.get("role") not in ("leader", "standby_leader") and m.get("state") != "streaming":
-                found.append(f"{region}: member {m.get('name')} is {m.get('role')}/{m.get('state')}")
+                found.append(
+                    f"{region}: member {m.get('name')} is {m.get('role')}/{m.get('state')}"
+                )
         if len(members) < len(state.patroni(region)):
-            found.append(f"{region}: {len(members)} of {len(state.patroni(region))} members in the cluster")
+            found.append(
+                f"{region}: {len(members)} of {len(state.patroni(region))} members in the cluster"
+            )
         if info["role"] == "primary" and not writable(state, region):
             found.append(f"{region}: the ALB does not reach a writable leader")
     primary = state.primary_region

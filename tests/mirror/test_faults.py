@@ -258,9 +258,7 @@ def test_pausing_the_leader_loses_no_acknowledged_write(mirror, docker_client, t
               f"{write_s:.1f} s; healthy {healed_s:.1f} s after")  # fmt: skip
         verdict = drill.judge()
     assert verdict["lost"] == set()
-    assert verdict["rpo"].validity is Validity.VALID, [
-        c.summary() for c in verdict["rpo"].children
-    ]
+    assert verdict["rpo"].validity is Validity.VALID, [c.summary() for c in verdict["rpo"].children]
     assert len(probes.patroni_cluster(mirror, "primary")["members"]) == 2
 
 
@@ -306,7 +304,9 @@ def test_losing_the_primary_region_then_failing_over_to_dr(mirror, docker_client
         t0 = time.monotonic()
         promoted = faults.promote_dr(mirror, progress=print)
         counts = faults.scale_region("dr", mirror, progress=print, client=docker_client)
-        assert counts == {s: v["replicas"] for s, v in mirror.regions["primary"]["services"].items()}
+        assert counts == {
+            s: v["replicas"] for s, v in mirror.regions["primary"]["services"].items()
+        }
         assert faults.set_weights({"primary": 0, "dr": 100}, mirror) == {"primary": 0, "dr": 100}
         deadline = time.time() + 60
         dr_write = None
@@ -350,9 +350,12 @@ def test_losing_the_primary_region_then_failing_over_to_dr(mirror, docker_client
     for member in mirror.patroni("primary").values():
         found = None
         while found != key and time.monotonic() < deadline:
-            with contextlib.suppress(Exception), pgwire.connect(
-                member["sql"]["host"], member["sql"]["port"], "postgres", "postgres"
-            ) as conn:
+            with (
+                contextlib.suppress(Exception),
+                pgwire.connect(
+                    member["sql"]["host"], member["sql"]["port"], "postgres", "postgres"
+                ) as conn,
+            ):
                 found = conn.scalar(f"select k from fault_probe where k = '{key}'")
             time.sleep(0.2)
         assert found == key
