@@ -675,7 +675,13 @@ def rebuild_as_replica(
             progress(f"[runbook] {old_region}: not streaming after rewind; re-cloning")
     if method == "reclone":
         _reclone(state, old_region, old_pg, client)
-        members = _wait_streaming(state, old_region, deadline)
+        members = _wait_streaming(state, old_region, min(deadline, time.monotonic() + 45.0))
+        if not members:  # a replica left stopped: Patroni re-clones it from the standby leader
+            for m in _members(state, old_region):
+                if m.get("role") != "standby_leader" and m.get("state") != "streaming":
+                    progress(f"[runbook] {old_region}: reinitialising {m.get('name')}")
+                    _post(state, old_region, m.get("name", ""), "/reinitialize", {"force": True})
+            members = _wait_streaming(state, old_region, deadline)
     if not members:
         shown = [
             (m.get("name"), m.get("role"), m.get("state")) for m in _members(state, old_region)
@@ -738,6 +744,16 @@ def _patch_config(state: MirrorState, region_name: str, patch: dict[str, Any]) -
         except (OSError, ValueError) as exc:
             error = exc
     raise TargetError(f"no Patroni REST API of region {region_name} answers: {error}")
+
+
+def _post(state: MirrorState, region_name: str, member: str, path: str, body: dict) -> None:
+    rest = state.patroni(region_name)[member]["rest"]
+    request = urllib.request.Request(
+        rest + path, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=5.0):
+        pass
 
 
 def _members(state: MirrorState, region_name: str) -> list[dict[str, Any]]:
