@@ -387,7 +387,7 @@ def _apply(
                     "aliases": [a for a in ep.get("Aliases") or [] if not t.id.startswith(a)],
                 })  # fmt: skip
             for net in nets:
-                client.api.disconnect_container_from_network(t.id, net["network"], force=True)
+                client.api.disconnect_container_from_network(t.id, net["network"])
             return {**asdict(t), "networks": nets}
 
         hit = _parallel(cut, targets)

@@ -167,7 +167,8 @@ def problems(
     """Why the mirror is not in its healthy steady state; [] when it is.
 
     Every container running (not paused) and attached to a network; the primary-role region with a
-    running leader, every other member streaming and the ALB reaching a writable server; a dr-role
+    running leader, every other member streaming (one of them as synchronous standby when Patroni
+    runs in synchronous mode) and the ALB reaching a writable server; a dr-role
     region's standby leader streaming; every primary-region service replica UP at its ALB.
     """
     state = state or load_state()
@@ -205,6 +206,12 @@ def problems(
             found.append(
                 f"{region}: {len(members)} of {len(state.patroni(region))} members in the cluster"
             )
+        if info["role"] == "primary" and len(state.patroni(region)) > 1 and lead:
+            # synchronous_mode: without a synchronous standby nobody may take over from the leader
+            if _synchronous_mode(state, region) and not any(
+                m.get("role") == "sync_standby" and m.get("state") == "streaming" for m in members
+            ):
+                found.append(f"{region}: no synchronous standby streaming ({shown})")
         if info["role"] == "primary" and not writable(state, region):
             found.append(f"{region}: the ALB does not reach a writable leader")
     primary = state.primary_region
@@ -212,6 +219,13 @@ def problems(
         if health["up"] < health["replicas"]:
             found.append(f"{primary}: {svc} {health['up']} of {health['replicas']} replicas UP")
     return found
+
+
+def _synchronous_mode(state: MirrorState, region: str) -> bool:
+    for member in state.patroni(region).values():
+        with contextlib.suppress(OSError, ValueError):
+            return bool(_get_json(member["rest"] + "/config", 1.0).get("synchronous_mode"))
+    return False
 
 
 def wait_healthy(
