@@ -930,8 +930,24 @@ def _remove_container(client: docker.DockerClient, cid: str) -> None:
 
 
 def _remove_network(client: docker.DockerClient, nid: str) -> None:
+    """Remove a mirror network; endpoints left over (moby#42119) are disconnected first, then a clear error."""
     with contextlib.suppress(docker.errors.NotFound):
-        client.api.remove_network(nid)
+        try:
+            client.api.remove_network(nid)
+        except docker.errors.APIError as exc:
+            if "active endpoints" not in str(exc):
+                raise
+            attached = client.api.inspect_network(nid).get("Containers") or {}
+            for endpoint in attached:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.disconnect_container_from_network(endpoint, nid, force=True)
+            try:
+                client.api.remove_network(nid)
+            except docker.errors.APIError as again:
+                raise TargetError(
+                    f"Docker refuses to remove network {nid[:12]}: {again.explanation or again}; no "
+                    "container uses it (a known Docker bug, moby#42119). Restarting the Docker engine "
+                    "clears it; then run `drdrill mirror down --all`.") from again
 
 
 # --------------------------------------------------------------------------------------- status
