@@ -96,7 +96,9 @@ def test_ctrl_c_mid_fault_still_runs_rollbacks_and_saves_the_journal(tmp_path):
         assert time.monotonic() < deadline, "the fault never started"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    # Rollbacks run at once when the signal lands inside the activity; when it lands in chaoslib's
+    # own code around it (seen under load), chaoslib lets the 30 s activity finish first.
+    _, stderr = process.communicate(timeout=90)
     assert process.returncode != 0
     assert "KeyboardInterrupt" in stderr and "rollbacks ran" in stderr
     assert (tmp_path / "marks").read_text() == "rolled back\n"
