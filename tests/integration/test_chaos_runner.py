@@ -95,6 +95,7 @@ def test_ctrl_c_mid_fault_still_runs_rollbacks_and_saves_the_journal(tmp_path):
     while not any(op.get("f") == "start:long-fault" for op in _ops(tmp_path)):
         assert time.monotonic() < deadline, "the fault never started"
         time.sleep(0.05)
+    time.sleep(0.5)  # mid-fault: the 30 s activity is running
     process.send_signal(signal.SIGINT)
     # Rollbacks run at once when the signal lands inside the activity; when it lands in chaoslib's
     # own code around it (seen under load), chaoslib lets the 30 s activity finish first.
