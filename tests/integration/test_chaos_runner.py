@@ -88,8 +88,11 @@ with HistoryWriter(tmp / "history.jsonl") as writer:
 
 
 def test_ctrl_c_mid_fault_still_runs_rollbacks_and_saves_the_journal(tmp_path):
+    # SIG_DFL: a shell without job control starts background jobs with SIGINT ignored, and a Python
+    # started with SIGINT ignored never raises KeyboardInterrupt (CI may run us that way).
     process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, str(tmp_path)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 20
     while not any(op.get("f") == "start:long-fault" for op in _ops(tmp_path)):
