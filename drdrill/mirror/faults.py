@@ -51,6 +51,7 @@ from drdrill.mirror.lifecycle import (
     LOCALHOST,
     MirrorState,
     load_state,
+    published_ports,
     scale,
     set_weights,
 )
@@ -483,16 +484,6 @@ def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return list(pool.map(fn, items))
 
 
-def _published(client: docker.DockerClient, cid: str) -> dict[int, int]:
-    ports = client.api.inspect_container(cid)["NetworkSettings"]["Ports"] or {}
-    out = {}
-    for key, bindings in ports.items():
-        for binding in bindings or []:
-            if binding.get("HostIp") == LOCALHOST:
-                out[int(key.split("/")[0])] = int(binding["HostPort"])
-    return out
-
-
 def _refresh_endpoints(
     state: MirrorState, client: docker.DockerClient, ids: list[str], wait_s: float = 5.0
 ) -> None:
@@ -506,10 +497,10 @@ def _refresh_endpoints(
         if not need:
             continue
         deadline = time.monotonic() + wait_s
-        ports = _published(client, entry["id"])
+        ports = published_ports(client, entry["id"])
         while not all(p in ports for p in need) and time.monotonic() < deadline:
             time.sleep(0.1)
-            ports = _published(client, entry["id"])
+            ports = published_ports(client, entry["id"])
         if not all(p in ports for p in need):
             continue
         if entry["role"] == "dns":

@@ -477,7 +477,7 @@ def _launch(
                 f"{spec.name}: gave up waiting for {spec.gate} after {gate_timeout_s:.0f} s"
             )
         client.api.start(cid)
-        return cid, _published(client, cid) if spec.ports else {}
+        return cid, published_ports(client, cid) if spec.ports else {}
 
     with ThreadPoolExecutor(max_workers=8) as pool, ThreadPoolExecutor(max_workers=4) as waiters:
         futures = {spec.key: pool.submit(launch, spec) for spec in ordered}
@@ -587,7 +587,8 @@ def create_container(
     return cid
 
 
-def _published(client: docker.DockerClient, cid: str) -> dict[int, int]:
+def published_ports(client: docker.DockerClient, cid: str) -> dict[int, int]:
+    """Container port → host port, for the ports published on 127.0.0.1."""
     ports = client.api.inspect_container(cid)["NetworkSettings"]["Ports"] or {}
     out = {}
     for key, bindings in ports.items():

@@ -65,7 +65,7 @@ def test_locust_that_cannot_reach_the_platform_is_a_clear_error(tmp_path):
 
 def test_traffic_refuses_hosts_other_than_loopback(tmp_path):
     with pytest.raises(TrafficError, match="127.0.0.1 only"):
-        TrafficRun("http://10.0.0.5:80", tmp_path / "h.jsonl", "x")
+        TrafficRun("http://platform.example:80", tmp_path / "h.jsonl", "x")
 
 
 def test_the_locustfile_runs_with_plain_locust(service, tmp_path):
