@@ -104,14 +104,19 @@ def _cannot_bootstrap_reason() -> str:
     return ""
 
 
+def _exclusive_lock(progress: Progress) -> contextlib.AbstractContextManager[None]:
+    return file_lock(LOCK_FILE, progress, "docker: another process is bootstrapping the engine; waiting for it")
+
+
 @contextlib.contextmanager
-def _exclusive_lock(progress: Progress) -> Iterator[None]:
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "a+") as fh:
+def file_lock(path: Path, progress: Progress, waiting: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed); says ``waiting`` when another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            progress("docker: another process is bootstrapping the engine; waiting for it")
+            progress(waiting)
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -27,7 +27,6 @@ id), so a build whose tag exists is skipped: a second :func:`build_images` takes
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -45,7 +44,7 @@ import docker
 import docker.errors
 
 from drdrill.errors import TargetError
-from drdrill.mirror.engine import ensure_docker
+from drdrill.mirror.engine import ensure_docker, file_lock
 
 __all__ = [
     "NODE_PACKAGES",
@@ -147,7 +146,7 @@ def build_images(progress: Progress = print) -> dict[str, str]:
     client = docker.from_env(timeout=900)
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    with _lock(cache / "build.lock", progress):
+    with file_lock(cache / "build.lock", progress, "[images] another process is building the images; waiting for it"):
         t0 = time.monotonic()
         base = _stage(progress, "base", lambda say: _base_image(client, say))
         wheels = _stage(progress, "wheels", lambda say: _wheels(cache, say))
@@ -485,20 +484,6 @@ def _apt_install(package: str) -> None:
         subprocess.run(["apt-get", "update", "-q"], env=env, **_captured())
         result = subprocess.run(cmd, env=env, **_captured())
     _check(result, f"apt-get install {package}")
-
-
-@contextlib.contextmanager
-def _lock(path: Path, progress: Progress) -> Iterator[None]:
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress("[images] another process is building the images; waiting for it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:
