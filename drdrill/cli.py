@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     from drdrill.mirror import cli as mirror_cli
 
     mirror_cli.add_parser(commands)
+
+    book = commands.add_parser(
+        "runbook", help="confirm the manual runbook steps of a running drill",
+        description="A drill whose runbook has manual steps (runbook_manual in the experiment "
+                    "configuration, or $DRDRILL_RUNBOOK_MANUAL, e.g. declare,dns) announces each "
+                    "one and waits for its operator; confirm it from another terminal.")  # fmt: skip
+    book_actions = book.add_subparsers(dest="runbook_action", metavar="ACTION", required=True,
+                                       parser_class=_Parser)  # fmt: skip
+    done = book_actions.add_parser("done", help="confirm that manual step STEP is done")
+    done.add_argument("step", metavar="STEP")
+    status = book_actions.add_parser("status", help="show which step waits for its operator")
+    book_actions.add_parser("steps", help="list the runbook's steps")
+    for sub in (done, status):
+        sub.add_argument("--dir", type=Path, metavar="DIR",
+                         help="the runbook directory (default: runbook/ beside the mirror state "
+                              "file, $DRDRILL_MIRROR_STATE or reports/mirror/state.json)")
     return parser
 
 
@@ -91,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from drdrill.mirror import cli as mirror_cli
 
             return mirror_cli.run(args)
+        if args.command == "runbook":
+            return cmd_runbook(args)
         return cmd_drill(args)
     except DrdrillError as exc:
         print(f"drdrill: {exc}", file=sys.stderr)
@@ -104,6 +122,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print(f"drdrill: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def cmd_runbook(args: argparse.Namespace) -> int:
+    from drdrill import runbook
+
+    if args.runbook_action == "steps":
+        for step in runbook.STEPS.values():
+            print(f"{step.name:12} {step.phase:14} {step.title}")
+        return 0
+    from drdrill.mirror.lifecycle import state_path
+
+    directory = args.dir or state_path().with_name("runbook")
+    if args.runbook_action == "status":
+        waiting = runbook.pending(directory)
+        if waiting is None:
+            print(f"no runbook step is waiting for an operator ({directory})")
+            return 0
+        since = time.time() - float(waiting.get("since_s", time.time()))
+        print(f"waiting for {waiting['step']!r} ({waiting.get('title')}) for {since:.0f} s:\n"
+              f"  {waiting.get('instructions')}\n"
+              f"  confirm with: drdrill runbook done {waiting['step']}")  # fmt: skip
+        return 0
+    waiting = runbook.confirm(args.step, directory)
+    print(f"confirmed {args.step!r}; the drill goes on "
+          f"(it waited {time.time() - float(waiting.get('since_s', time.time())):.0f} s)")  # fmt: skip
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from drdrill.chaos.runner import find_experiment, load_experiment
 from drdrill.chaos.runner import run_experiment as chaos_run
 from drdrill.checkers import CheckResult
 from drdrill.config import DrillConfig
-from drdrill.errors import TargetError
+from drdrill.errors import ExperimentError, TargetError
 from drdrill.history import History, HistoryWriter
 from drdrill.run import RunDir, judge
 from drdrill.targets import Target
@@ -83,6 +83,9 @@ class Drill:
         """Run the experiment called ``name`` against the target; returns its journal."""
         path = find_experiment(name, self.experiment_dirs)
         experiment = load_experiment(path)
+        problems = self.target.experiment_problems(experiment)
+        if problems:
+            raise ExperimentError(f"{path}: refused before any fault:\n  - " + "\n  - ".join(problems))
         self.run.update_meta(experiment={"name": name, "path": str(path), "title": experiment.get("title")})
         log.info("experiment %s: running %s (rollbacks always)", name, path)
         return chaos_run(experiment, self.writer, self.run.journal_path,

@@ -5,7 +5,8 @@
     ├── HistoryError             a history file or run directory cannot be read (names file and line)
     ├── TrafficError             the synthetic traffic could not start, flow or stop
     ├── ExperimentError          an experiment is unknown, malformed or invalid (names the file)
-    └── TargetError              the platform under test cannot be reached or refuses an operation
+    ├── TargetError              the platform under test cannot be reached or refuses an operation
+    └── RunbookError             a runbook step is unknown, or its operator did not confirm it in time
 
 Messages say what happened and what to do next.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "DrdrillError",
     "ExperimentError",
     "HistoryError",
+    "RunbookError",
     "TargetError",
     "TrafficError",
 ]
@@ -44,3 +46,7 @@ class ExperimentError(DrdrillError):
 
 class TargetError(DrdrillError):
     """The platform under test cannot be reached or refuses an operation."""
+
+
+class RunbookError(DrdrillError):
+    """A runbook step is unknown, or its operator did not confirm it in time."""

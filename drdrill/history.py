@@ -22,6 +22,12 @@ op
     ``region``      which region answered, when known.
     ``phase``       nemesis only: ``method``, ``rollback`` or ``steady-state``.
     ``kind``        nemesis only: ``action`` or ``probe``.
+    ``runbook_step``, ``mode``, ``operator_s``
+                    nemesis only, runbook steps: the step's name, ``auto`` or ``manual``, and the
+                    seconds its operator took to confirm it (see :mod:`drdrill.runbook`).
+    ``maintenance_window_s``
+                    nemesis only: ``[start, end]`` epoch seconds of a planned outage the activity
+                    caused (traffic stopped on purpose), e.g. the rollback's automatic failback.
 
 client op / completion
     An op of a ``client-*`` process whose type is ``ok``, ``fail`` or ``info``: what a user saw.
@@ -73,6 +79,7 @@ NEMESIS = "nemesis"
 
 _STRING_FIELDS = ("process", "type", "f", "service", "key", "error", "region", "phase", "kind")
 _FLOAT_FIELDS = ("time_s", "end_s", "latency_ms")
+_NEMESIS_FIELDS = ("runbook_step", "mode", "operator_s", "maintenance_window_s")
 
 
 class HistoryWriter:
@@ -348,6 +355,12 @@ def _arrow_schema() -> Any:
             fields.append(pa.field(name, pa.int64()))
         else:
             fields.append(pa.field(name, pa.string()))
+    fields += [
+        pa.field("runbook_step", pa.string()),
+        pa.field("mode", pa.string()),
+        pa.field("operator_s", pa.float64()),
+        pa.field("maintenance_window_s", pa.list_(pa.float64())),
+    ]
     return pa.schema(fields)
 
 
@@ -355,7 +368,7 @@ def _ops_to_batches(ops: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
     import pyarrow as pa
 
     schema = _arrow_schema()
-    rows = [{name: op.get(name) for name in FIELDS} for op in ops]
+    rows = [{name: op.get(name) for name in (*FIELDS, *_NEMESIS_FIELDS)} for op in ops]
     for row in rows:
         for name in _FLOAT_FIELDS:
             if row[name] is not None:

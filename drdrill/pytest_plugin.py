@@ -89,6 +89,7 @@ def preflight(session: pytest.Session) -> list[str]:
     from pytest_bdd.scenario import inject_fixturedefs_for_step, scenario_wrapper_template_registry
     from pytest_bdd.steps import get_step_fixture_name
 
+    from drdrill.chaos.local.control import experiment_problems
     from drdrill.chaos.runner import find_experiment, load_experiment
 
     problems: list[str] = []
@@ -114,9 +115,12 @@ def preflight(session: pytest.Session) -> list[str]:
             if match and where not in seen:
                 seen.add(where)
                 try:
-                    load_experiment(find_experiment(match["name"], dirs))
+                    path = find_experiment(match["name"], dirs)
+                    experiment = load_experiment(path)
                 except DrdrillError as exc:
                     problems.append(f"{where}: {exc}")
+                    continue
+                problems += [f"{where}: {path}: {p}" for p in experiment_problems(experiment)]
     return problems
 
 

@@ -5,14 +5,24 @@ rollback strategy **always**: rollbacks run whether the method succeeded, failed
 by Ctrl-C or SIGTERM. Every activity start and end is appended to the run's history as a nemesis op
 (see :mod:`drdrill.history`): ``start:<activity>`` when it starts, ``stop:<activity>`` when it ends
 (``ok`` succeeded, ``fail`` failed, ``info`` interrupted), with ``phase`` (``steady-state``,
-``method``, ``rollback``) and ``kind`` (``action``, ``probe``). The journal is saved as
-``journal.json``. An interrupted run re-raises KeyboardInterrupt after its rollbacks and journal.
+``method``, ``rollback``) and ``kind`` (``action``, ``probe``); a runbook step's ops also carry
+``runbook_step`` and, when it ends, its ``mode`` and ``operator_s`` (see :mod:`drdrill.runbook`);
+an activity whose output names a ``maintenance_window_s`` ([start, end]: traffic it stopped on
+purpose, such as the rollback's automatic failback) passes it on to its op.
+The journal is saved as ``journal.json``. An interrupted run re-raises KeyboardInterrupt after its
+rollbacks and journal.
+
+Rollbacks always finish: while they run, Ctrl-C and SIGTERM are held back (a line says so) and
+take effect once the rollbacks are done.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -26,6 +36,7 @@ __all__ = ["EXPERIMENT_SUFFIXES", "NemesisRecorder", "find_experiment", "list_ex
            "load_experiment", "run_experiment"]
 
 EXPERIMENT_SUFFIXES = (".json", ".yaml", ".yml")
+log = logging.getLogger("drdrill")
 
 
 def list_experiments(directories: Iterable[str | os.PathLike[str]]) -> dict[str, Path]:
@@ -87,11 +98,15 @@ class NemesisRecorder:
         self.handler = type("_Handler", (RunEventHandler,), {
             "start_activity": lambda _, activity: self.start_activity(activity),
             "activity_completed": lambda _, activity, run: self.activity_completed(activity, run),
+            "start_rollbacks": lambda _, experiment: self.hold_signals(),
+            "rollbacks_completed": lambda _, experiment, journal: self.release_signals(journal),
         })()
         self.writer = writer
         self._lock = threading.Lock()
         self._started_s: dict[int, float] = {}
         self._phase_by_name: dict[str, str] = {}
+        self._held: list[int] = []
+        self._saved_handlers: dict[int, Any] = {}
         hypothesis = experiment.get("steady-state-hypothesis") or {}
         for phase, activities in (("steady-state", hypothesis.get("probes") or []),
                                   ("rollback", experiment.get("rollbacks") or []),
@@ -99,10 +114,46 @@ class NemesisRecorder:
             for activity in activities:
                 self._phase_by_name[activity.get("name", "")] = phase
 
+    def hold_signals(self) -> None:
+        """Hold Ctrl-C and SIGTERM back while the rollbacks run (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def hold(signum: int, frame: Any) -> None:
+            self._held.append(signum)
+            log.warning("%s received while the rollbacks run: they finish first, then the run stops",
+                        signal.Signals(signum).name)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._saved_handlers[signum] = signal.signal(signum, hold)
+
+    def release_signals(self, journal: dict[str, Any] | None = None) -> None:
+        """Restore the signal handlers; a signal held back marks the journal interrupted."""
+        for signum, handler in self._saved_handlers.items():
+            signal.signal(signum, handler)
+        self._saved_handlers.clear()
+        if self._held and journal is not None:
+            journal["status"] = "interrupted"
+
+    @staticmethod
+    def _runbook_step(activity: Mapping[str, Any]) -> str | None:
+        provider = activity.get("provider") or {}
+        if provider.get("type") != "python":
+            return None
+        try:
+            module = importlib.import_module(provider.get("module", ""))
+        except Exception:  # noqa: BLE001 - chaoslib reports a bad module itself
+            return None
+        return getattr(getattr(module, provider.get("func", ""), None), "runbook_step", None)
+
     def _op(self, activity: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
         name = activity.get("name", "?")
-        return {"process": "nemesis", "phase": self._phase_by_name.get(name, "method"),
-                "kind": activity.get("type"), **fields}
+        op = {"process": "nemesis", "phase": self._phase_by_name.get(name, "method"),
+              "kind": activity.get("type"), **fields}
+        step = self._runbook_step(activity)
+        if step:
+            op["runbook_step"] = step
+        return op
 
     def start_activity(self, activity: Mapping[str, Any]) -> None:
         now = time.time()
@@ -122,10 +173,15 @@ class NemesisRecorder:
             error = str(run["exception"][-1]).strip()[:300]
         elif status is None:
             error = "interrupted"
-        self.writer.append(self._op(activity, type=op_type, f=f"stop:{activity.get('name')}",
-                                    time_s=started, end_s=now,
-                                    latency_ms=round((now - started) * 1000, 3), error=error),
-                           flush=True)
+        op = self._op(activity, type=op_type, f=f"stop:{activity.get('name')}", time_s=started,
+                      end_s=now, latency_ms=round((now - started) * 1000, 3), error=error)
+        output = run.get("output")
+        if isinstance(output, Mapping):
+            if output.get("runbook_step"):
+                op.update(mode=output.get("mode"), operator_s=output.get("operator_s"))
+            if output.get("maintenance_window_s"):  # a planned outage the activity caused
+                op["maintenance_window_s"] = list(output["maintenance_window_s"])
+        self.writer.append(op, flush=True)
 
 
 def run_experiment(

@@ -13,6 +13,7 @@ from drdrill.checkers.availability import check_availability
 from drdrill.checkers.result import CheckResult, Validity, compose, merge_validity, run_checker
 from drdrill.checkers.rpo import check_rpo
 from drdrill.checkers.rto import check_rto, fault_start_s
+from drdrill.checkers.runbook import check_runbook, runbook_steps
 from drdrill.config import DrillConfig
 from drdrill.history import History
 
@@ -23,9 +24,11 @@ __all__ = [
     "check_rpo",
     "check_rto",
     "check_run",
+    "check_runbook",
     "fault_start_s",
     "merge_validity",
     "run_checker",
+    "runbook_steps",
 ]
 
 
@@ -36,10 +39,13 @@ def check_run(
     rto_override_s: Mapping[str, float] | None = None,
     rpo_override_s: Mapping[str, float] | None = None,
 ) -> CheckResult:
-    """Availability, RTO and RPO of a run, composed into one result called ``drill``."""
+    """Availability, RTO, RPO and (when the run had one) the runbook, composed into ``drill``."""
     fault_s = fault_start_s(history)
-    return compose("drill", [
+    children = [
         run_checker("availability", lambda: check_availability(history, config, fault_s=fault_s)),
         run_checker("rto", lambda: check_rto(history, config, rto_override_s, fault_s=fault_s)),
         run_checker("rpo", lambda: check_rpo(history, config, final_read, rpo_override_s, fault_s=fault_s)),
-    ])
+    ]
+    if any(op.get("runbook_step") for op in history.nemesis):
+        children.append(run_checker("runbook", lambda: check_runbook(history, fault_s)))
+    return compose("drill", children)

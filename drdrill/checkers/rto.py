@@ -20,6 +20,14 @@ window
 t_recovered (``recovered_s``)
     The start of the first good window that begins after every bad window starting at or after
     t_fault. Flapping therefore counts until the last relapse.
+maintenance window (``maintenance_windows``)
+    A planned outage, ``[start, end)`` in epoch seconds: from the start of the runbook's
+    ``maintenance`` step to the end of its next ``dns-back`` step (the failback's traffic stop), or
+    a ``maintenance_window_s`` a nemesis op reports (the rollback's automatic failback). Client ops
+    started in one are not judged for the failover's RTO: traffic was stopped on purpose.
+failback RTO (``rto-failback``)
+    The same measurement with t_fault = the start of the runbook's first maintenance window: how
+    long users were not served because of the failback.
 measured RTO (``measured_rto_s``)
     ``t_recovered - t_fault``; 0 when no window after t_fault is bad (users never saw degradation).
 time to impact (``time_to_impact_s``)
@@ -42,7 +50,7 @@ from drdrill.checkers.result import CheckResult, Validity, compose
 from drdrill.config import DrillConfig, RecoveryWindow
 from drdrill.history import INVOKE, OK, History
 
-__all__ = ["check_rto", "fault_applied_s", "fault_start_s", "service_rto"]
+__all__ = ["check_rto", "fault_applied_s", "fault_start_s", "maintenance_windows", "service_rto"]
 
 
 def clock(epoch_s: float) -> str:
@@ -74,6 +82,27 @@ def fault_applied_s(history: History) -> float | None:
     return started
 
 
+def maintenance_windows(history: History) -> list[tuple[float, float, str]]:
+    """Planned outages as ``(start_s, end_s, source)``; source ``runbook`` or the activity's ``f``."""
+    until = observed_until_s(history)
+    windows: list[tuple[float, float, str]] = []
+    opened: float | None = None
+    for op in history.nemesis:
+        f = str(op.get("f", ""))
+        reported = op.get("maintenance_window_s")
+        if reported and f.startswith("stop:"):
+            windows.append((float(reported[0]), float(reported[1]), f[len("stop:"):]))
+        step = op.get("runbook_step")
+        if step == "maintenance" and f.startswith("start:") and opened is None:
+            opened = float(op["time_s"])
+        elif step == "dns-back" and f.startswith("stop:") and opened is not None:
+            windows.append((opened, float(op.get("end_s", op["time_s"])), "runbook"))
+            opened = None
+    if opened is not None:
+        windows.append((opened, until if until is not None else float("inf"), "runbook"))
+    return sorted(windows)
+
+
 def observed_until_s(history: History) -> float | None:
     """Start time of the last client op, or None for a history without client ops."""
     completions = history.time_s[history.type != INVOKE]
@@ -87,15 +116,25 @@ def service_rto(
     objective_s: float,
     recovery: RecoveryWindow,
     observed_until: float | None = None,
+    excluded: list[tuple[float, float, str]] | None = None,
+    prefix: str = "rto",
 ) -> CheckResult:
-    """Measure one service's RTO against ``objective_s`` (see the module docstring)."""
-    name = f"rto:{service}"
+    """Measure one service's RTO against ``objective_s`` (see the module docstring).
+
+    ``excluded``: windows whose client ops are not judged (default: the history's maintenance
+    windows; pass [] for none). ``prefix`` names the result (``<prefix>:<service>``).
+    """
+    name = f"{prefix}:{service}"
+    if excluded is None:
+        excluded = maintenance_windows(history)
     if fault_s is None:
         return CheckResult(name, Validity.UNKNOWN, explanation=[
             f"No fault action started in this run, so there is nothing to measure {service}'s recovery from."])
     if observed_until is None:
         observed_until = observed_until_s(history)
     selected = (history.service.codes == history.service.code(service)) & (history.type != INVOKE)
+    for start, end, _ in excluded:
+        selected &= ~((history.time_s >= start) & (history.time_s < end))
     times = history.time_s[selected]
     order = np.argsort(times, kind="stable")
     times = times[order]
@@ -202,7 +241,9 @@ def check_rto(
     objective_override_s: Mapping[str, float] | None = None,
     fault_s: float | None = None,
 ) -> CheckResult:
-    """RTO of every configured service and tier (``rto:<service>``, ``rto-tier:<tier>``).
+    """RTO of every configured service and tier (``rto:<service>``, ``rto-tier:<tier>``), and the
+    failback's (``rto-failback`` with ``rto-failback-tier:<tier>``) when the runbook opened a
+    maintenance window.
 
     ``objective_override_s`` maps a service or tier name to an objective in seconds that replaces the
     configured one (a Gherkin step's "within 60 seconds"). ``fault_s`` defaults to the history's
@@ -212,6 +253,31 @@ def check_rto(
     if fault_s is None:
         fault_s = fault_start_s(history)
     observed_until = observed_until_s(history)
+    windows = maintenance_windows(history)
+    children = _tiers(history, config, overrides, fault_s, observed_until, windows, "rto")
+    planned = [w for w in windows if w[2] == "runbook"]
+    if planned:
+        failback_s = planned[0][0]
+        others = [w for w in windows if w[2] != "runbook"]
+        failback = compose("rto-failback", _tiers(history, config, overrides, failback_s,
+                                                  observed_until, others, "rto-failback"))
+        failback.metrics = {"maintenance_start_s": failback_s,
+                            "maintenance_s": planned[0][1] - planned[0][0]}
+        children.append(failback)
+    return compose("rto", children)
+
+
+def _tiers(
+    history: History,
+    config: DrillConfig,
+    overrides: Mapping[str, float],
+    fault_s: float | None,
+    observed_until: float | None,
+    excluded: list[tuple[float, float, str]],
+    prefix: str,
+) -> list[CheckResult]:
+    """One composed result per tier (``<prefix>-tier:<tier>``) over its services' RTOs."""
+    cause = "the fault" if prefix == "rto" else "the maintenance window opened"
     tiers = []
     for tier, tier_objective_s in config.rto_objective_s.items():
         services = config.services_in_tier(tier)
@@ -220,10 +286,10 @@ def check_rto(
         objective_s = overrides.get(tier, tier_objective_s)
         results = [
             service_rto(history, service, fault_s, overrides.get(service, objective_s),
-                        config.recovery, observed_until)
+                        config.recovery, observed_until, excluded, prefix)
             for service in services
         ]
-        tier_result = compose(f"rto-tier:{tier}", results)
+        tier_result = compose(f"{prefix}-tier:{tier}", results)
         measured = [r.metrics.get("measured_rto_s") for r in results]
         tier_measured = max(measured) if measured and None not in measured else None
         tier_result.metrics = {"objective_s": objective_s, "measured_rto_s": tier_measured}
@@ -233,7 +299,7 @@ def check_rto(
         if tier_measured is not None:
             verdict = "within" if tier_measured < objective_s else "NOT within"
             tier_result.explanation = [
-                f"The {tier} services recovered {tier_measured:.2f} s after the fault, {verdict} the "
+                f"The {tier} services recovered {tier_measured:.2f} s after {cause}, {verdict} the "
                 f"objective of {objective_s:g} s ({per_service})."]
         else:
             tier_result.explanation = [
@@ -241,4 +307,4 @@ def check_rto(
                 f"objective {objective_s:g} s."] + [line for r in results for line in r.explanation
                                                     if r.validity is not Validity.VALID][:3]
         tiers.append(tier_result)
-    return compose("rto", tiers)
+    return tiers

@@ -8,6 +8,10 @@ reverses:
 ``hang(selector)``       ``docker pause`` (a hung host: the nastier fault); undo unpauses
 ``isolate(selector)``    disconnects the containers from every mirror network; undo reconnects them
                          with the same addresses and DNS aliases
+``kill(selector)``       kills the processes inside the containers (a crashed process, not a lost
+                         host): the container exits and its restart policy (services:
+                         ``on-failure``, the orchestrator's self-healing) starts it again; undo
+                         starts any that stayed down
 
 Selectors (objects from the helpers below, or their text form)::
 
@@ -26,8 +30,11 @@ the valid choices before anything is touched.
 
 Runbook operations: :func:`promote_dr` (the DR standby cluster becomes writable),
 :func:`scale` / :func:`scale_region` (the pilot light's scale-up), :func:`set_weights` (the global
-entry's DNS failover) and :func:`rebuild_as_replica` (failback: the old primary region becomes a
-standby cluster of the new primary).
+entry's DNS failover), :func:`redeploy` (a rolling restart: the release deployed to a region),
+:func:`validate_critical_path` (synthetic critical-path checks through the global entry),
+:func:`rebuild_as_replica` (failback: the old primary region becomes a standby cluster of the new
+primary), :func:`wait_caught_up` and :func:`switch_over` (the planned switchover back), and
+:func:`restore_layout` (undo a failover entirely: the topology's roles, weights and sizes again).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -77,21 +85,27 @@ __all__ = [
     "crash",
     "hang",
     "isolate",
+    "kill",
     "leader",
     "parse_selector",
     "promote_dr",
     "rebuild_as_replica",
+    "redeploy",
     "region",
+    "restore_layout",
     "resolve",
     "role",
     "scale",
     "scale_region",
     "service",
     "set_weights",
+    "switch_over",
     "undo",
+    "validate_critical_path",
+    "wait_caught_up",
 ]
 
-ACTIONS = ("crash", "hang", "isolate")
+ACTIONS = ("crash", "hang", "isolate", "kill")
 KINDS = ("region", "container", "leader", "az", "role", "service")
 ROLES = ("etcd", "postgres", "alb", "redis", "service")
 _START_ORDER = {"etcd": 0, "redis": 0, "postgres": 1}  # everything else: 2
@@ -349,6 +363,17 @@ def isolate(
     return _apply("isolate", selector, state, client, progress)
 
 
+def kill(
+    selector: str | Selector,
+    state: MirrorState | None = None,
+    *,
+    client: docker.DockerClient | None = None,
+    progress: Progress = _quiet,
+) -> Fault:
+    """Kill the processes inside the selected containers; their restart policy brings them back."""
+    return _apply("kill", selector, state, client, progress)
+
+
 def _apply(
     action: str,
     selector: str | Selector,
@@ -370,6 +395,15 @@ def _apply(
     elif action == "hang":
         live = [t for t in targets if t.state == "running"]
         _parallel(lambda t: client.api.pause(t.id), live)
+        hit = [asdict(t) for t in live]
+    elif action == "kill":
+        live = [t for t in targets if t.state == "running"]
+
+        def kill_all(t: _Target) -> None:  # every process but PID 1 (tini), which then exits
+            run = client.api.exec_create(t.id, ["sh", "-c", "kill -9 -1"], user="root")
+            client.api.exec_start(run["Id"])
+
+        _parallel(kill_all, live)
         hit = [asdict(t) for t in live]
     elif action == "isolate":
         mirror_nets = {n["name"] for n in state.data["networks"]}
@@ -425,7 +459,7 @@ def undo(
         for c in client.api.containers(all=True, filters={"label": f"{LABEL}={state.mirror_id}"})
     }
     hit = [c for c in fault.containers if c["id"] in existing]
-    if fault.action == "crash":
+    if fault.action in ("crash", "kill"):
         # etcd and Redis first, then Patroni, then the rest (each waits on the one before)
         for stage in (0, 1, 2):
             group = [c for c in hit if _START_ORDER.get(c["role"], 2) == stage]
@@ -536,18 +570,27 @@ def _refresh_endpoints(
 def promote_dr(
     state: MirrorState | None = None,
     *,
+    region_name: str | None = None,
     timeout_s: float = 30.0,
     progress: Progress = _quiet,
 ) -> dict[str, Any]:
-    """Promote the DR standby cluster (``PATCH /config {"standby_cluster": null}``); wait until writable."""
+    """Promote a standby cluster (default: the dr-role region's) with ``PATCH /config
+    {"standby_cluster": null}`` and wait until it is writable; a writable one is left as it is."""
     state = state or load_state()
-    dr = state.dr_region
+    dr = region_name or state.dr_region
     if dr is None:
         raise TargetError(
             f"mirror {state.mirror_id} has no region with role dr; regions are "
             + ", ".join(f"{r} ({i['role']})" for r, i in state.regions.items())
         )
+    if dr not in state.regions:
+        raise TargetError(f"no region {dr!r}; regions are {', '.join(state.regions)}")
     t0 = time.monotonic()
+    if _in_recovery(state, dr) is False:
+        result = {"region": dr, "leader": _leader_member(state, dr), "writable_after_s": 0.0,
+                  "already_writable": True}  # fmt: skip
+        progress(f"[runbook] {dr} is writable already ({result['leader']}); nothing to promote")
+        return result
     _patch_config(state, dr, {"standby_cluster": None})
     writable_s = _wait_writable(state, dr, t0 + timeout_s)
     state.regions[dr]["promoted_s"] = time.time()
@@ -637,6 +680,7 @@ def rebuild_as_replica(
             client.api.connect_container_to_network(
                 t.id, wan, aliases=[f"{old_region}-{entry.get('member', t.name)}"]
             )
+    _wait_cluster(state, old_region, min(deadline, time.monotonic() + 60.0))  # back after an undo
     slot = re.sub(r"[^a-z0-9_]", "_", old_region.lower())
     _patch_config(state, new_primary_region, {"slots": {slot: {"type": "physical"}}})
     standby = {
@@ -649,8 +693,12 @@ def rebuild_as_replica(
     # promoted a leader of its own after coming back can reach the same timeline number with
     # another history, which pg_rewind cannot be told about. Then the members are re-cloned.
     old_tl = max((int(m.get("timeline") or 0) for m in _members(state, old_region)), default=0)
-    new_tl = max((int(m.get("timeline") or 0) for m in _members(state, new_primary_region)),
-                 default=0)  # fmt: skip
+    # a just-promoted leader reports its new timeline only after its first checkpoint
+    new_tl = _leader_timeline(state, new_primary_region)
+    settle = time.monotonic() + 20.0
+    while new_tl <= old_tl and time.monotonic() < settle:
+        time.sleep(0.5)
+        new_tl = _leader_timeline(state, new_primary_region)
     method = "rewind" if old_tl < new_tl else "reclone"
     # the old region's slot for the DR replica has no consumer now
     _patch_config(state, old_region, {"standby_cluster": standby, "slots": None})
@@ -696,6 +744,257 @@ def rebuild_as_replica(
         "method": method,
         "seconds": took,
     }
+
+
+def redeploy(
+    region_name: str,
+    state: MirrorState | None = None,
+    *,
+    timeout_s: float = 120.0,
+    progress: Progress = _quiet,
+    client: docker.DockerClient | None = None,
+) -> dict[str, int]:
+    """Deploy the release to ``region_name``: a rolling restart, one replica of each service at a time
+    (services in parallel), each waited for until the region's ALB sees every replica UP again.
+    Replicas restarted per service."""
+    from drdrill.mirror.probes import service_health
+
+    state = state or load_state()
+    if region_name not in state.regions:
+        raise TargetError(f"no region {region_name!r}; regions are {', '.join(state.regions)}")
+    client = client or docker.from_env(timeout=60)
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+
+    def roll(service_name: str) -> tuple[str, int]:
+        replicas = state.containers(region=region_name, role="service", service=service_name)
+        for entry in replicas:
+            client.api.restart(entry["id"], timeout=2)
+            time.sleep(2.5)  # the ALB checks every second and marks a server down after 2 fails
+            while True:
+                health = service_health(state, region_name)[region_name][service_name]
+                if health["up"] >= health["replicas"]:
+                    break
+                if time.monotonic() > deadline:
+                    raise TargetError(
+                        f"{region_name}/{service_name}: {health['up']} of {health['replicas']} "
+                        f"replicas UP {timeout_s:.0f} s into the deploy (restarted {entry['key']})"
+                    )
+                time.sleep(0.25)
+        return service_name, len(replicas)
+
+    done = dict(_parallel(roll, list(state.regions[region_name]["services"])))
+    progress(f"[runbook] deployed to {region_name}: {sum(done.values())} replica(s) restarted "
+             f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
+    return done
+
+
+# (name, method, path, body, the statuses that pass): the platform's critical path, as a user walks it
+def _critical_path(tag: str) -> list[tuple[str, str, str, dict[str, Any] | None, tuple[int, ...]]]:
+    return [
+        ("payments.create", "POST", "/payments", {"key": tag, "amount_cents": 100}, (200, 201)),
+        ("payments.read", "GET", f"/payments/{tag}", None, (200,)),
+        ("auth.login", "POST", "/auth/login", {"user": tag}, (200, 201)),
+        ("users.read", "GET", "/users/1", None, (200, 404)),
+        ("storefront.browse", "GET", "/storefront", None, (200,)),
+        ("analytics.event", "POST", "/analytics/events", {"key": f"{tag}-event", "name": "validate"},
+         (200, 201, 202)),
+    ]  # fmt: skip
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None, timeout_s: float = 5.0
+          ) -> tuple[int | None, dict[str, str], bytes]:  # fmt: skip
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+    except OSError as exc:
+        return None, {}, str(exc).encode()
+
+
+def validate_critical_path(
+    state: MirrorState | None = None,
+    *,
+    expect_region: str | None = None,
+    timeout_s: float = 60.0,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """The DR test's validation: walk the critical path (create and read a payment, log in, read a
+    user, browse, send an event) through the global entry until every check passes in
+    ``expect_region`` (any region when None); TargetError listing the failed checks at the deadline.
+    """
+    state = state or load_state()
+    if expect_region is not None and expect_region not in state.regions:
+        raise TargetError(f"no region {expect_region!r}; regions are {', '.join(state.regions)}")
+    t0 = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        tag = f"validate-{uuid.uuid4().hex[:12]}"
+        checks = []
+        for name, method, path, body, good in _critical_path(tag):
+            s0 = time.monotonic()
+            status, headers, raw = _http(method, state.global_http + path, body)
+            region_seen = next((v for k, v in headers.items() if k.lower() == "x-drdrill-region"),
+                               None)  # fmt: skip
+            ok = status in good and (expect_region is None or region_seen == expect_region)
+            checks.append({"check": name, "status": status, "region": region_seen, "ok": ok,
+                           "latency_ms": round((time.monotonic() - s0) * 1000, 1),
+                           **({} if ok else {"answer": raw[:160].decode(errors="replace")})})  # fmt: skip
+        failed = [c for c in checks if not c["ok"]]
+        if not failed:
+            took = time.monotonic() - t0
+            progress(f"[runbook] critical path passes in {expect_region or 'the serving region'} "
+                     f"(attempt {attempt}, {took:.1f} s)")  # fmt: skip
+            return {"passed": True, "attempts": attempt, "seconds": round(took, 3),
+                    "checks": checks}  # fmt: skip
+        if time.monotonic() - t0 > timeout_s:
+            shown = "; ".join(
+                f"{c['check']}: HTTP {c['status']} from {c['region'] or 'no region'}"
+                for c in failed
+            )
+            raise TargetError(
+                f"critical-path validation failed after {attempt} attempt(s) in {timeout_s:.0f} s"
+                f" (expected region {expect_region or 'any'}): {shown}"
+            )
+        time.sleep(1.0)
+
+
+def wait_caught_up(
+    region_name: str,
+    state: MirrorState | None = None,
+    *,
+    max_lag_bytes: int = 0,
+    timeout_s: float = 120.0,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Wait until the standby cluster of ``region_name`` streams and has replayed its upstream's
+    WAL to within ``max_lag_bytes``; its replication lag then."""
+    from drdrill.mirror.probes import replication_lag
+
+    state = state or load_state()
+    if region_name not in state.regions:
+        raise TargetError(f"no region {region_name!r}; regions are {', '.join(state.regions)}")
+    t0 = time.monotonic()
+    lag: dict[str, Any] = {}
+    while True:
+        lag = replication_lag(state).get(region_name) or {}
+        if (lag.get("bytes") is not None and lag["bytes"] <= max_lag_bytes
+                and str(lag.get("state", "")).startswith("streaming")):  # fmt: skip
+            took = time.monotonic() - t0
+            progress(f"[runbook] {region_name} caught up with {lag.get('upstream')}: "
+                     f"{lag['bytes']} bytes behind after {took:.1f} s")  # fmt: skip
+            return {**lag, "region": region_name, "seconds": round(took, 3)}
+        if time.monotonic() - t0 > timeout_s:
+            raise TargetError(
+                f"{region_name} did not catch up to within {max_lag_bytes} bytes in "
+                f"{timeout_s:.0f} s; lag now: {lag or 'not streaming'}"
+            )
+        time.sleep(0.25)
+
+
+def switch_over(
+    to_region: str,
+    state: MirrorState | None = None,
+    *,
+    timeout_s: float = 180.0,
+    progress: Progress = _quiet,
+    client: docker.DockerClient | None = None,
+) -> dict[str, Any]:
+    """The planned switchover (run it with writes stopped: the maintenance window): wait until
+    ``to_region``'s standby cluster has replayed every byte, promote it, and rebuild the current
+    primary region as its standby cluster. A region that is primary already is left alone."""
+    state = state or load_state()
+    if to_region not in state.regions:
+        raise TargetError(f"no region {to_region!r}; regions are {', '.join(state.regions)}")
+    from_region = state.primary_region
+    t0 = time.monotonic()
+    if from_region == to_region:
+        progress(f"[runbook] {to_region} is the primary region already; nothing to switch over")
+        return {"region": to_region, "already_primary": True, "seconds": 0.0}
+    caught: dict[str, Any] = {}
+    if _in_recovery(state, to_region) is not False:
+        caught = wait_caught_up(to_region, state, timeout_s=min(timeout_s, 60.0),
+                                progress=progress)  # fmt: skip
+    promoted = promote_dr(state, region_name=to_region, progress=progress)
+    rebuilt = rebuild_as_replica(from_region, to_region, state, progress=progress, client=client,
+                                 timeout_s=timeout_s)  # fmt: skip
+    return {"region": to_region, "from": from_region, "caught_up": caught, "promoted": promoted,
+            "rebuilt": rebuilt, "seconds": round(time.monotonic() - t0, 3)}  # fmt: skip
+
+
+def restore_layout(
+    state: MirrorState | None = None,
+    *,
+    timeout_s: float = 300.0,
+    progress: Progress = _quiet,
+    client: docker.DockerClient | None = None,
+) -> dict[str, Any]:
+    """Put the mirror back into its topology's layout after a (possibly partial) failover: when the
+    DR database was promoted, fail back automatically (rebuild the home region as its replica,
+    stop traffic at the global entry, switch over); then the topology's weights and service sizes.
+    Run it after the faults are undone. What it did, in order (``steps``), and the planned outage
+    it caused (``maintenance_window_s``: [start, end] epoch seconds of the traffic stop, or None)."""
+    from drdrill.mirror.probes import writable
+    from drdrill.mirror.topology import load_topology
+
+    state = state or load_state()
+    client = client or docker.from_env(timeout=60)
+    topology = load_topology(state.data["topology"])
+    home = next(r.name for r in topology.regions if r.role == "primary")
+    t0 = time.monotonic()
+    steps: list[str] = []
+    maintenance_from_s = 0.0
+    away = [r.name for r in topology.regions if r.role != "primary" and writable(state, r.name)]
+    if away or state.regions[home]["role"] != "primary":
+        serving_from = away[0] if away else state.primary_region
+        if state.regions[home]["role"] == "primary" and away:
+            # the home region came back writable on its own: its writes since the failover were
+            # never served (the global entry pointed away), the promoted region's were
+            _wait_cluster(state, home, time.monotonic() + 60.0)
+            rebuild_as_replica(home, serving_from, state, progress=progress, client=client,
+                               timeout_s=timeout_s / 2)  # fmt: skip
+            steps.append("rebuild")
+        maintenance_from_s = time.time()
+        set_weights(dict.fromkeys(state.regions, 0), state)
+        steps.append("maintenance")
+        switch_over(home, state, timeout_s=timeout_s / 2, progress=progress, client=client)
+        steps.append("switchover")
+    weights = {r.name: r.weight for r in topology.regions}
+    if {r: state.data["global"].get("weights", {}).get(r) for r in weights} != weights:
+        set_weights(weights, state)
+        steps.append("dns-back")
+    maintenance = [maintenance_from_s, time.time()] if "maintenance" in steps else None
+    for spec_region in topology.regions:
+        for service_name, count in spec_region.replicas.items():
+            current = state.regions[spec_region.name]["services"][service_name]["replicas"]
+            if current != count:
+                scale(spec_region.name, service_name, count, state, progress=progress,
+                      client=client)  # fmt: skip
+                if "scale-down" not in steps:
+                    steps.append("scale-down")
+    took = time.monotonic() - t0
+    progress(f"[runbook] layout restored in {took:.1f} s: {', '.join(steps) or 'nothing to do'}")
+    return {"steps": steps, "seconds": round(took, 3), "maintenance_window_s": maintenance}
+
+
+def _leader_timeline(state: MirrorState, region_name: str) -> int:
+    """The timeline ``region_name``'s leader reports (0 when it reports none)."""
+    return max((int(m.get("timeline") or 0) for m in _members(state, region_name)
+                if m.get("role") in ("leader", "standby_leader")), default=0)  # fmt: skip
+
+
+def _wait_cluster(state: MirrorState, region_name: str, deadline: float) -> None:
+    """Wait until every Patroni member of ``region_name`` is back in its cluster (after an undo)."""
+    while time.monotonic() < deadline:
+        if len(_members(state, region_name)) == len(state.patroni(region_name)):
+            return
+        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -561,6 +561,7 @@ def create_container(
     host_config = api.create_host_config(
         port_bindings={port: (LOCALHOST,) for port in spec.ports},
         network_mode=networks[first.network],
+        restart_policy={"Name": spec.restart} if spec.restart else None,
     )
     networking = api.create_networking_config(
         {networks[first.network]: api.create_endpoint_config(

@@ -146,6 +146,8 @@ class ContainerSpec:
     gate: str = ""  # start only once this holds: "etcd:<region>" (its etcd is ready) or
     # "leader:<region>" (its Patroni cluster has a leader), "" = at once
     extra: dict[str, str] = field(default_factory=dict)  # service, replica, member
+    restart: str = ""  # Docker restart policy: "on-failure" for services (the orchestrator's
+    # self-healing: a crashed process is restarted, as Kubernetes restarts a pod); "" = none
 
     @property
     def short(self) -> str:
@@ -443,6 +445,7 @@ def service_spec(
         labels=labels(mirror_id, region.name, az, "service", **extra),
         stage=2,
         extra=extra,
+        restart="on-failure",
     )
 
 

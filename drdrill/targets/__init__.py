@@ -9,6 +9,8 @@ A target offers what a drill needs from the platform:
                                  per service: ``{"payments": [...], "users": [...], ...}``
 ``experiment_configuration()``   configuration values handed to every experiment (endpoints), so
                                  experiments never hard-code where the target is
+``experiment_problems(exp)``     what an experiment names that this target does not have (unknown
+                                 region, AZ, service...): checked before the experiment runs
 """
 
 from __future__ import annotations
@@ -30,3 +32,5 @@ class Target(Protocol):
     def final_read(self, prefix: str) -> dict[str, list[str]]: ...
 
     def experiment_configuration(self) -> dict[str, Any]: ...
+
+    def experiment_problems(self, experiment: dict[str, Any]) -> list[str]: ...

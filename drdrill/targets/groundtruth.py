@@ -48,6 +48,10 @@ class GroundTruthTarget:
     def experiment_configuration(self) -> dict[str, Any]:
         return {"gt_base_url": self.service.base_url, "gt_control_url": self.service.control_url}
 
+    def experiment_problems(self, experiment: dict[str, Any]) -> list[str]:
+        """Nothing to check: the ground-truth service has no regions, AZs or replicas to name."""
+        return []
+
     def truth(self) -> dict[str, Any]:
         """What really happened (outages, lost writes): for tests and benchmarks."""
         return self.service.truth()

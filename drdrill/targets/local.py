@@ -14,16 +14,6 @@ __all__ = ["LocalTarget"]
 
 log = logging.getLogger("drdrill")
 
-# A GET per service that its replicas answer (any status below 500 with X-Served-By means served).
-HEALTH_PATHS = {
-    "payments": "/payments/_pending",
-    "auth": "/auth/sessions/health-check",
-    "users": "/users/1",
-    "storefront": "/storefront",
-    "analytics": "/analytics/events",
-}
-
-
 class LocalTarget:
     """A :class:`~drdrill.targets.Target` backed by the local mirror (brought up unless one is up)."""
 
@@ -81,14 +71,9 @@ class LocalTarget:
 
     def healthy(self) -> bool:
         """Every service answers through the global entry (a response from the service itself, < 500)."""
-        for path in HEALTH_PATHS.values():
-            try:
-                status, headers, _ = self._get(path)
-            except (urllib.error.URLError, OSError):
-                return False
-            if status >= 500 or not any(k.lower() == "x-served-by" for k in headers):
-                return False
-        return True
+        from drdrill.mirror.probes import user_view
+
+        return all(v["served"] for v in user_view(self.base_url).values())
 
     def final_read(self, prefix: str) -> dict[str, list[str]]:
         """Every key with ``prefix`` in the serving region's database (through the global entry)."""
@@ -96,6 +81,14 @@ class LocalTarget:
         if status != 200:
             raise TargetError(f"final read through {self.base_url}/_lookup failed with HTTP {status}")
         return json.loads(body)
+
+    def experiment_problems(self, experiment: dict[str, Any]) -> list[str]:
+        """What ``experiment`` names that this mirror's topology does not have."""
+        from drdrill.chaos.local.control import experiment_problems
+        from drdrill.mirror.topology import load_topology
+
+        topology = load_topology(self.state.data["topology"]) if self.state is not None else None
+        return experiment_problems(experiment, topology, self.experiment_configuration())
 
     def experiment_configuration(self) -> dict[str, Any]:
         path = self.state.path if self.state is not None else None
