@@ -6,4 +6,5 @@ pytest_plugins = [
     "steps.traffic",
     "steps.faults",
     "steps.objectives",
+    "steps.runbook",
 ]

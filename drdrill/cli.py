@@ -13,6 +13,7 @@ Exit codes (every subcommand):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ EXIT = {Validity.VALID: 0, Validity.INVALID: 1, Validity.UNKNOWN: 2}
 EXIT_NOT_RUN = 3
 EXIT_BAD_ARGS = 254
 EXIT_INTERNAL = 255
+SUITES = {"nightly": "nightly", "annual": "annual"}  # suite -> the Gherkin tag that selects it
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,9 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run the Gherkin scenarios under features/ with pytest-bdd "
                                             "against a target, write a run directory per scenario and Allure "
                                             "results, and print a verdict table.")
-    drill.add_argument("--target", default="groundtruth", choices=["groundtruth", "local"],
-                       help="platform to drill: groundtruth (default; the exact-truth test service) or "
-                            "local (the Docker mirror; brought up unless one is up, taken down after)")
+    drill.add_argument("--suite", choices=list(SUITES),
+                       help="nightly: the reduced chaos run for CI (service, database, AZ, a region "
+                            "failover); annual: the full DR test (every variant, failover and failback). "
+                            "Implies --target local")
+    drill.add_argument("--target", default=None, choices=["groundtruth", "local"],
+                       help="platform to drill: groundtruth (the exact-truth test service; the default "
+                            "without --suite) or local (the Docker mirror; brought up unless one is up, "
+                            "taken down after)")
+    drill.add_argument("--manual", metavar="STEPS",
+                       help="runbook steps an operator performs and confirms with `drdrill runbook done "
+                            "STEP` (comma-separated, or all), e.g. declare,dns")
     drill.add_argument("--keep-mirror", action="store_true",
                        help="with --target local: leave the mirror up afterwards")
     drill.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios matching this pytest -k expression")
@@ -75,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where run directories go (default: reports/runs)")
     drill.add_argument("--alluredir", type=Path, default=PROJECT_ROOT / "reports" / "allure-results",
                        help="where Allure results go (default: reports/allure-results)")
+    validate = commands.add_parser(
+        "validate", help="check features without running them (steps defined, experiments valid)",
+        description="Collect the scenarios of the given feature files or directories (default: "
+                    "features/) and check every step has a definition and every experiment exists, "
+                    "validates and names only what the mirror has. Nothing runs, no fault is "
+                    "injected, no Docker needed.")  # fmt: skip
+    validate.add_argument("paths", nargs="*", metavar="FEATURE", type=Path)
+    commands.add_parser("steps", help="print the reference of every Gherkin step, with examples",
+                        description="The step library for drill authors (docs/steps.md is this output).")
+
     from drdrill.mirror import cli as mirror_cli
 
     mirror_cli.add_parser(commands)
@@ -109,6 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return mirror_cli.run(args)
         if args.command == "runbook":
             return cmd_runbook(args)
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "steps":
+            from drdrill.stepdocs import step_reference
+
+            sys.path.insert(0, str(PROJECT_ROOT))
+            print(step_reference(), end="")
+            return 0
         return cmd_drill(args)
     except DrdrillError as exc:
         print(f"drdrill: {exc}", file=sys.stderr)
@@ -186,15 +214,17 @@ def _tree(result: CheckResult, verbose: bool, depth: int = 0) -> list[str]:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    target = args.target or ("local" if args.suite else "groundtruth")
     runs_dir = args.runs_dir.resolve()
     before = set(runs_dir.glob("*")) if runs_dir.is_dir() else set()
     command = [
         sys.executable, "-m", "pytest", str(PROJECT_ROOT / "features" / "test_drills.py"),
         "-p", "no:cacheprovider", "-v", "--log-cli-level=INFO", "--log-cli-format=%(asctime)s %(message)s",
         "--log-cli-date-format=%H:%M:%S",
-        f"--drdrill-target={args.target}", f"--drdrill-runs-dir={runs_dir}",
+        f"--drdrill-target={target}", f"--drdrill-runs-dir={runs_dir}",
         f"--alluredir={args.alluredir.resolve()}",
     ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if args.keep_mirror:
         command.append("--drdrill-keep-mirror")
     if args.config is not None:
@@ -202,14 +232,31 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
         load_config(args.config)  # a malformed config is refused here, before anything starts
         command.append(f"--drdrill-config={args.config.resolve()}")
+    if args.manual:
+        from drdrill import runbook
+
+        runbook.manual_steps({"runbook_manual": args.manual})  # unknown steps refused here
+        env[runbook.MANUAL_ENV] = args.manual
     if args.keyword:
         command += ["-k", args.keyword]
-    if args.markers:
-        command += ["-m", args.markers]
-    print(f"drdrill: drilling the scenarios under {PROJECT_ROOT / 'features'} against the "
-          f"{args.target} target", flush=True)
+    markers = [f"({m})" for m in (SUITES.get(args.suite or ""), args.markers) if m]
+    if markers:
+        command += ["-m", " and ".join(markers)]
+    what = f"the {args.suite} suite" if args.suite else "the scenarios"
+    print(f"drdrill: drilling {what} under {PROJECT_ROOT / 'features'} against the {target} target",
+          flush=True)
     started = time.monotonic()
-    code = subprocess.call(command, cwd=PROJECT_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    preflight = _preflight(command, env)
+    if preflight is not None:
+        return preflight
+    if target == "local":
+        from drdrill.mirror.engine import ensure_docker
+        from drdrill.mirror.images import build_images
+
+        print("drdrill: the local target needs a Docker engine and the mirror's images", flush=True)
+        ensure_docker(progress=lambda line: print(line, flush=True))
+        build_images(progress=lambda line: print(line, flush=True))
+    code = subprocess.call(command, cwd=PROJECT_ROOT, env=env)
     after = sorted(set(runs_dir.glob("*")) - before) if runs_dir.is_dir() else []
     print()
     if code in (3, 4) or (code == 5 and not after):
@@ -219,32 +266,95 @@ def cmd_drill(args: argparse.Namespace) -> int:
     return _verdict_table(after, time.monotonic() - started, args.alluredir)
 
 
+def _preflight(command: list[str], env: dict[str, str]) -> int | None:
+    """Collect only (steps, experiments) before anything starts; an exit code when it fails."""
+    result = subprocess.run([*command, "--collect-only", "-q"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    if result.returncode == 0:
+        selected = [line for line in result.stdout.splitlines() if "::" in line]
+        print(f"drdrill: pre-flight passed: {len(selected)} scenario(s), every step defined, every "
+              "experiment valid", flush=True)  # fmt: skip
+        return None
+    print(result.stdout[-4000:] + result.stderr[-4000:], file=sys.stderr)
+    if result.returncode == 5:
+        print("drdrill: no scenario matched the selection", file=sys.stderr)
+    else:
+        print("drdrill: pre-flight failed; nothing was run and no fault injected", file=sys.stderr)
+    return EXIT_NOT_RUN
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = [p.resolve() for p in args.paths] or [PROJECT_ROOT / "features"]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise DrdrillError(f"no such feature file or directory: {', '.join(missing)}")
+    features = sorted({f for p in paths for f in ([p] if p.is_file() else p.rglob("*.feature"))})
+    if not features:
+        raise DrdrillError(f"no .feature file under {', '.join(map(str, paths))}")
+    bad = [str(f) for f in features if f.suffix != ".feature"]
+    if bad:
+        raise DrdrillError(f"not a feature file: {', '.join(bad)}")
+    # one throw-away test module binding exactly these features (pytest-bdd wants them relative)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="drdrill-validate-", dir=PROJECT_ROOT / "features") as tmp:
+        module = Path(tmp) / "test_validate.py"
+        module.write_text("from pytest_bdd import scenarios\n\n" + "".join(
+            f"scenarios({str(f)!r})\n" for f in features))
+        failures = []
+        for target in ("groundtruth", "local"):  # every scenario is checked under its own target
+            result = subprocess.run(
+                [sys.executable, "-m", "pytest", str(module), "--collect-only", "-q",
+                 "-p", "no:cacheprovider", f"--drdrill-target={target}"],
+                cwd=PROJECT_ROOT, capture_output=True, text=True)  # fmt: skip
+            if result.returncode not in (0, 5):
+                failures.append(result.stdout + result.stderr)
+    if failures:
+        lines = [line.strip() for text in failures for line in text.splitlines()
+                 if line.startswith("  ") or "error" in line.lower()]
+        seen = list(dict.fromkeys(line for line in lines if line))
+        print("\n".join(seen) or "\n".join(failures), file=sys.stderr)
+        print(f"drdrill: {len(features)} feature file(s) checked: problems above", file=sys.stderr)
+        return EXIT_NOT_RUN
+    print(f"drdrill: {len(features)} feature file(s) valid: every step defined, every experiment valid")
+    return 0
+
+
 def _verdict_table(run_dirs: list[Path], elapsed_s: float, alluredir: Path) -> int:
     from drdrill.checkers import merge_validity
 
     rows = []
     validities = []
     for path in run_dirs:
+        scenario = path.name
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            scenario = json.loads((path / "drill.json").read_text())["scenario"]
         results = path / "results.json"
         if not results.is_file():
-            rows.append((path.name, "-", "-", "-", "NO RESULT (harness error)"))
+            rows.append((scenario, "-", "-", "-", "-", "NO RESULT (harness error)"))
             validities.append(Validity.UNKNOWN)
             continue
         result = CheckResult.from_dict(json.loads(results.read_text()))
         validities.append(result.validity)
         rto = _metric(result, "rto-tier:critical", "measured_rto_s", "objective_s")
+        failback = _metric(result, "rto-failback-tier:critical", "measured_rto_s", "objective_s")
         rpo = _metric(result, "rpo:financial", "data_loss_window_s", "objective_s")
         lost = _find(result, "rpo:financial")
         lost_text = f"{lost.metrics.get('lost_count', '-')}" if lost else "-"
-        rows.append((path.name, rto, rpo, lost_text, result.validity.value.upper()))
-    header = ("run", "critical RTO (objective)", "financial RPO (objective)", "lost payments", "verdict")
+        rows.append((scenario[:70], rto, failback, rpo, lost_text, result.validity.value.upper()))
+    header = ("scenario", "critical RTO (objective)", "failback RTO", "financial RPO (objective)",
+              "lost payments", "verdict")
+    if all(row[2] == "-" for row in rows):  # no failback ran: no column for it
+        header = header[:2] + header[3:]
+        rows = [row[:2] + row[3:] for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
     overall = merge_validity(validities) if validities else Validity.UNKNOWN
-    print(f"\n{len(rows)} scenario(s) in {elapsed_s:.0f} s: {overall.value.upper()}. "
-          f"Run directories above are under {run_dirs[0].parent if run_dirs else '-'}; "
-          f"Allure results in {alluredir}. Re-judge with: drdrill check <run-dir>")
+    print(f"\n{len(rows)} scenario(s) in {elapsed_s:.0f} s: {overall.value.upper()}.")
+    for path in run_dirs:
+        print(f"  {path}")
+    print(f"Allure results in {alluredir}. Re-judge a run with: drdrill check <run-dir>")
     return EXIT[overall]
 
 

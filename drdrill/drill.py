@@ -47,6 +47,8 @@ class Drill:
         self.traffic: TrafficRun | None = None
         self.finished = False
         self._history: History | None = None
+        # experiment configuration the scenario's Given steps set (manual runbook steps, outage_s)
+        self.experiment_overrides: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Drill({self.run.path.name})"
@@ -79,17 +81,25 @@ class Drill:
         log.info("traffic: flowing to every service; observing a %g s baseline before any fault", baseline)
         time.sleep(self.config.recovery.window_s if baseline_s is None else baseline_s)
 
-    def run_experiment(self, name: str) -> dict[str, Any]:
-        """Run the experiment called ``name`` against the target; returns its journal."""
+    def run_experiment(self, name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run the experiment called ``name`` against the target; returns its journal.
+
+        ``configuration`` overrides experiment configuration keys (e.g. ``outage_s``) on top of the
+        target's own (where the target is). Refused before any fault when the experiment names a
+        region, AZ, service or runbook step the target does not have.
+        """
         path = find_experiment(name, self.experiment_dirs)
         experiment = load_experiment(path)
-        problems = self.target.experiment_problems(experiment)
+        merged = {**self.target.experiment_configuration(), **self.experiment_overrides,
+                  **(configuration or {})}
+        problems = self.target.experiment_problems({**experiment, "configuration": {
+            **(experiment.get("configuration") or {}), **merged}})
         if problems:
             raise ExperimentError(f"{path}: refused before any fault:\n  - " + "\n  - ".join(problems))
-        self.run.update_meta(experiment={"name": name, "path": str(path), "title": experiment.get("title")})
+        self.run.update_meta(experiment={"name": name, "path": str(path), "title": experiment.get("title"),
+                                         "configuration": configuration or {}})
         log.info("experiment %s: running %s (rollbacks always)", name, path)
-        return chaos_run(experiment, self.writer, self.run.journal_path,
-                         configuration=self.target.experiment_configuration())
+        return chaos_run(experiment, self.writer, self.run.journal_path, configuration=merged)
 
     def wait_recovered(self, timeout_s: float = 600.0) -> float:
         """Keep traffic flowing until the target is healthy, then one more recovery window; returns seconds waited."""

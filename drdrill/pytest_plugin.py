@@ -31,6 +31,7 @@ from drdrill.targets import TARGETS
 __all__ = ["EXPERIMENT_STEP", "Indeterminate", "require"]
 
 EXPERIMENT_STEP = 'the experiment "{name}" runs'
+MANUAL_STEP = 'the runbook steps "{steps}" are manual'
 
 
 class Indeterminate(Exception):
@@ -89,12 +90,14 @@ def preflight(session: pytest.Session) -> list[str]:
     from pytest_bdd.scenario import inject_fixturedefs_for_step, scenario_wrapper_template_registry
     from pytest_bdd.steps import get_step_fixture_name
 
+    from drdrill import runbook
     from drdrill.chaos.local.control import experiment_problems
     from drdrill.chaos.runner import find_experiment, load_experiment
 
     problems: list[str] = []
     seen: set[str] = set()
     experiment_pattern = parse.compile(EXPERIMENT_STEP)
+    manual_pattern = parse.compile(MANUAL_STEP)
     dirs = experiment_dirs(session.config)
     manager = session._fixturemanager
     for item in session.items:
@@ -111,6 +114,13 @@ def preflight(session: pytest.Session) -> list[str]:
             if not defined and where not in seen:
                 seen.add(where)
                 problems.append(f"{where}: undefined step: {step.keyword} {step.name}")
+            manual = manual_pattern.search(step.name)
+            if manual and where not in seen:
+                try:
+                    runbook.manual_steps({"runbook_manual": manual["steps"]})
+                except DrdrillError as exc:
+                    seen.add(where)
+                    problems.append(f"{where}: {exc}")
             match = experiment_pattern.search(step.name)
             if match and where not in seen:
                 seen.add(where)

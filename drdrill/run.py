@@ -10,8 +10,17 @@ Layout of ``reports/runs/<UTC timestamp>-<scenario>/``:
     results.json      the verdicts (written by :meth:`RunDir.check`; rewritten on every re-check)
     traffic.log       Locust's own output
 
-A judgement is one objective a Then step checked: ``{"kind": "rto"|"rpo"|"lost", "subject":
-<service, tier or data class>, "limit": <seconds, or a count for "lost">, "step": <step text>}``.
+A judgement is one objective a Then step checked: ``{"kind", "subject", "limit", "step": <step
+text>}`` with kinds
+
+    rto             subject a service or tier; limit seconds (measured RTO below it)
+    rto-failback    subject a tier; limit seconds (the failback's RTO, from its maintenance window)
+    rpo             subject a data class; limit seconds (data loss window below it)
+    lost            subject a data class; limit a count of acknowledged writes lost
+    runbook         every runbook step succeeded (subject and limit unused)
+    step            subject a runbook step; limit seconds from t_fault to the step's end
+    served-by       subject a region: every critical service was served by it after the fault
+    serving-at-end  subject a region: every critical service's last success came from it
 """
 
 from __future__ import annotations
@@ -29,13 +38,16 @@ from drdrill.checkers import CheckResult, Validity, check_run, run_checker
 from drdrill.checkers.result import compose
 from drdrill.checkers.rpo import data_class_rpo
 from drdrill.checkers.rto import check_rto, fault_applied_s, fault_start_s, service_rto
+from drdrill.checkers.runbook import check_runbook, check_step_within
+from drdrill.checkers.serving import check_served_by
 from drdrill.config import DrillConfig, config_from_dict, default_config
 from drdrill.errors import HistoryError
 from drdrill.history import History, load_history
 
 __all__ = ["RunDir", "judge"]
 
-JUDGEMENT_KINDS = ("rto", "rpo", "lost")
+JUDGEMENT_KINDS = ("rto", "rto-failback", "rpo", "lost", "runbook", "step", "served-by",
+                   "serving-at-end")
 
 
 @dataclass
@@ -168,7 +180,22 @@ def judge(history: History, config: DrillConfig, final_read: dict[str, Any] | No
     kind, subject, limit = judgement["kind"], judgement["subject"], float(judgement["limit"])
     step = judgement.get("step", "")
     fault_s = fault_start_s(history)
-    if kind == "rto":
+    if kind == "rto-failback":
+        result = check_rto(history, config, {subject: limit}, fault_s=fault_s)
+        try:
+            result = result.find(f"rto-failback-tier:{subject}")
+        except KeyError:
+            result = CheckResult("rto-failback", Validity.UNKNOWN, explanation=[
+                "No failback ran in this drill (no runbook maintenance window); nothing to measure."])
+    elif kind == "runbook":
+        result = check_runbook(history, fault_s) or CheckResult("runbook", Validity.UNKNOWN, explanation=[
+            "No runbook step ran in this drill."])
+    elif kind == "step":
+        result = check_step_within(history, subject, limit, fault_s)
+    elif kind in ("served-by", "serving-at-end"):
+        result = check_served_by(history, subject, config.services_in_tier("critical"),
+                                 at_end=kind == "serving-at-end", fault_s=fault_s)
+    elif kind == "rto":
         if subject in config.rto_objective_s:
             result = check_rto(history, config, {subject: limit}, fault_s=fault_s).find(f"rto-tier:{subject}")
         else:

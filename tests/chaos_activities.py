@@ -26,3 +26,23 @@ def mark(path: str, text: str) -> None:
 def healthy() -> bool:
     """A steady-state probe that always holds."""
     return True
+
+
+def runbook_promote(seconds: float = 0.05) -> dict:
+    """A runbook step as drdrill's actions return it (the recorder reads ``runbook_step``)."""
+    from drdrill import runbook
+
+    return runbook.run_step("promote", lambda: nap(seconds))
+
+
+runbook_promote.runbook_step = "promote"
+
+
+def terminate_me_then_mark(path: str, text: str) -> None:
+    """SIGTERM this very process, keep working half a second, then leave a mark (a rollback)."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+    mark(path, text)

@@ -52,3 +52,18 @@ def fault(time_s: float, name: str = "kill-primary", duration_s: float = 0.01) -
         {"process": "nemesis", "type": "ok", "f": f"stop:{name}", "time_s": time_s,
          "end_s": time_s + duration_s, "phase": "method", "kind": "action"},
     ]
+
+
+def runbook_step(step: str, time_s: float, duration_s: float, outcome: str = "ok",
+                 mode: str = "auto", operator_s: float = 0.0, name: str | None = None,
+                 phase: str = "method") -> list[dict]:
+    """Nemesis ops of one runbook step (as the recorder writes them): start and stop."""
+    name = name or f"runbook-{step}"
+    base = {"process": "nemesis", "phase": phase, "kind": "action", "runbook_step": step}
+    stop = {**base, "type": outcome, "f": f"stop:{name}", "time_s": time_s,
+            "end_s": time_s + duration_s}
+    if outcome == "ok":
+        stop.update(mode=mode, operator_s=operator_s)
+    elif outcome == "fail":
+        stop["error"] = f"{step} went wrong"
+    return [{**base, "type": "info", "f": f"start:{name}", "time_s": time_s}, stop]

@@ -12,8 +12,9 @@ purpose, such as the rollback's automatic failback) passes it on to its op.
 The journal is saved as ``journal.json``. An interrupted run re-raises KeyboardInterrupt after its
 rollbacks and journal.
 
-Rollbacks always finish: while they run, Ctrl-C and SIGTERM are held back (a line says so) and
-take effect once the rollbacks are done.
+SIGTERM stops the method as Ctrl-C does (chaoslib alone turns it into a failed activity and goes
+on with the next one). Rollbacks always finish: while they run, Ctrl-C and SIGTERM are held back (a
+line says so) and take effect once the rollbacks are done.
 """
 
 from __future__ import annotations
@@ -32,11 +33,21 @@ from typing import Any
 from drdrill.errors import ExperimentError
 from drdrill.history import HistoryWriter
 
-__all__ = ["EXPERIMENT_SUFFIXES", "NemesisRecorder", "find_experiment", "list_experiments",
-           "load_experiment", "run_experiment"]
+__all__ = ["EXPERIMENT_SUFFIXES", "NemesisRecorder", "find_experiment", "interrupt_on_sigterm",
+           "list_experiments", "load_experiment", "run_experiment"]
 
 EXPERIMENT_SUFFIXES = (".json", ".yaml", ".yml")
 log = logging.getLogger("drdrill")
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt (stop now, roll back) instead of failing one activity."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
 
 
 def list_experiments(directories: Iterable[str | os.PathLike[str]]) -> dict[str, Path]:
@@ -98,6 +109,7 @@ class NemesisRecorder:
         self.handler = type("_Handler", (RunEventHandler,), {
             "start_activity": lambda _, activity: self.start_activity(activity),
             "activity_completed": lambda _, activity, run: self.activity_completed(activity, run),
+            "started": lambda _, experiment, journal: interrupt_on_sigterm(),
             "start_rollbacks": lambda _, experiment: self.hold_signals(),
             "rollbacks_completed": lambda _, experiment, journal: self.release_signals(journal),
         })()
@@ -194,8 +206,8 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run ``experiment`` (rollbacks always), record nemesis ops, save and return the journal.
 
-    ``configuration`` overrides the experiment's configuration keys (how drdrill tells an experiment
-    where the target is). Must be called from the main thread. KeyboardInterrupt is re-raised after
+    ``configuration`` overrides (or adds) experiment configuration keys (how drdrill tells an
+    experiment where the target is). Must be called from the main thread. KeyboardInterrupt is re-raised after
     rollbacks ran and the journal was saved.
     """
     from chaoslib.experiment import run_experiment as chaos_run
@@ -203,6 +215,9 @@ def run_experiment(
 
     if threading.current_thread() is not threading.main_thread():
         raise ExperimentError("experiments must run in the main thread (chaoslib installs signal handlers)")
+    if configuration:  # chaoslib only overrides keys the experiment declares: declare them
+        experiment = {**experiment, "configuration": {
+            **(experiment.get("configuration") or {}), **dict(configuration)}}
     recorder = NemesisRecorder(writer, experiment)
     settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
     journal = chaos_run(

@@ -24,7 +24,8 @@ maintenance window (``maintenance_windows``)
     A planned outage, ``[start, end)`` in epoch seconds: from the start of the runbook's
     ``maintenance`` step to the end of its next ``dns-back`` step (the failback's traffic stop), or
     a ``maintenance_window_s`` a nemesis op reports (the rollback's automatic failback). Client ops
-    started in one are not judged for the failover's RTO: traffic was stopped on purpose.
+    started in one are not judged for the failover's RTO: traffic was stopped on purpose. Once the
+    runbook opens one (the failback began), nothing later is judged for the failover either.
 failback RTO (``rto-failback``)
     The same measurement with t_fault = the start of the runbook's first maintenance window: how
     long users were not served because of the failback.
@@ -254,8 +255,12 @@ def check_rto(
         fault_s = fault_start_s(history)
     observed_until = observed_until_s(history)
     windows = maintenance_windows(history)
-    children = _tiers(history, config, overrides, fault_s, observed_until, windows, "rto")
     planned = [w for w in windows if w[2] == "runbook"]
+    failover_windows, failover_until = windows, observed_until
+    if planned:  # the failover is judged on what users saw before the failback began
+        failover_windows = [*windows, (planned[0][0], float("inf"), "failback")]
+        failover_until = min(observed_until or planned[0][0], planned[0][0])
+    children = _tiers(history, config, overrides, fault_s, failover_until, failover_windows, "rto")
     if planned:
         failback_s = planned[0][0]
         others = [w for w in windows if w[2] != "runbook"]

@@ -25,7 +25,7 @@ from drdrill.checkers.rto import fault_start_s
 from drdrill.history import History
 from drdrill.runbook import STEPS
 
-__all__ = ["check_runbook", "runbook_steps"]
+__all__ = ["check_runbook", "check_step_within", "runbook_steps"]
 
 
 def runbook_steps(history: History, fault_s: float | None = None) -> list[dict[str, Any]]:
@@ -83,3 +83,26 @@ def check_runbook(history: History, fault_s: float | None = None) -> CheckResult
     return CheckResult("runbook", Validity.VALID, metrics, {"steps": rows}, [
         f"Every runbook step succeeded ({len(rows)} steps, {metrics['operator_s']:.1f} s of operator "
         f"time): {breakdown}."])
+
+
+def check_step_within(history: History, step: str, limit_s: float,
+                      fault_s: float | None = None) -> CheckResult:  # fmt: skip
+    """Whether runbook step ``step`` first finished within ``limit_s`` seconds of t_fault."""
+    if fault_s is None:
+        fault_s = fault_start_s(history)
+    rows = [r for r in runbook_steps(history, fault_s) if r["step"] == step]
+    name = f"step:{step}"
+    if fault_s is None or not rows:
+        return CheckResult(name, Validity.UNKNOWN, {"limit_s": limit_s}, explanation=[
+            f"The runbook step {step!r} did not run after a fault; nothing to time."])
+    row = rows[0]
+    done_after_s = row["started_after_fault_s"] + row["duration_s"]
+    metrics = {"limit_s": limit_s, "done_after_fault_s": round(done_after_s, 3),
+               "duration_s": row["duration_s"], "operator_s": row["operator_s"]}
+    if row["status"] != "ok":
+        return CheckResult(name, Validity.INVALID, metrics, {"step": row}, [
+            f"The runbook step {step!r} did not succeed ({row['status']}): {row['error']}."])
+    ok = done_after_s <= limit_s
+    return CheckResult(name, Validity.VALID if ok else Validity.INVALID, metrics, {"step": row}, [
+        f"The runbook step {step!r} was done {done_after_s:.2f} s after the fault, "
+        f"{'within' if ok else 'NOT within'} {limit_s:g} s."])

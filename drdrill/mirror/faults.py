@@ -937,7 +937,8 @@ def restore_layout(
 ) -> dict[str, Any]:
     """Put the mirror back into its topology's layout after a (possibly partial) failover: when the
     DR database was promoted, fail back automatically (rebuild the home region as its replica,
-    stop traffic at the global entry, switch over); then the topology's weights and service sizes.
+    stop traffic at the global entry, switch over); move the database leader back to its AZ (a
+    Patroni switchover); then the topology's weights and service sizes.
     Run it after the faults are undone. What it did, in order (``steps``), and the planned outage
     it caused (``maintenance_window_s``: [start, end] epoch seconds of the traffic stop, or None)."""
     from drdrill.mirror.probes import writable
@@ -965,11 +966,15 @@ def restore_layout(
         steps.append("maintenance")
         switch_over(home, state, timeout_s=timeout_s / 2, progress=progress, client=client)
         steps.append("switchover")
+    leader_moved_s = _restore_leader(state, home, topology.region(home).database[0], progress)
+    if leader_moved_s is not None:
+        maintenance_from_s = maintenance_from_s or leader_moved_s
+        steps.append("leader-back")
     weights = {r.name: r.weight for r in topology.regions}
     if {r: state.data["global"].get("weights", {}).get(r) for r in weights} != weights:
         set_weights(weights, state)
         steps.append("dns-back")
-    maintenance = [maintenance_from_s, time.time()] if "maintenance" in steps else None
+    maintenance = [maintenance_from_s, time.time()] if maintenance_from_s else None
     for spec_region in topology.regions:
         for service_name, count in spec_region.replicas.items():
             current = state.regions[spec_region.name]["services"][service_name]["replicas"]
@@ -987,6 +992,43 @@ def _leader_timeline(state: MirrorState, region_name: str) -> int:
     """The timeline ``region_name``'s leader reports (0 when it reports none)."""
     return max((int(m.get("timeline") or 0) for m in _members(state, region_name)
                 if m.get("role") in ("leader", "standby_leader")), default=0)  # fmt: skip
+
+
+def _restore_leader(state: MirrorState, region_name: str, leader_az: str,
+                    progress: Progress) -> float | None:
+    """Switch ``region_name``'s Patroni leader back to the member in ``leader_az`` (a planned
+    switchover); when it started (epoch seconds), None when the leader is there already."""
+    wanted = next((c.get("member") for c in state.containers(region=region_name, role="postgres")
+                   if c.get("az") == leader_az), None)  # fmt: skip
+    current = _leader_member(state, region_name)
+    if not wanted or not current or current == wanted:
+        return None
+    started = time.time()
+    deadline = time.monotonic() + 60.0
+    while not any(m.get("name") == wanted and m.get("state") == "streaming"
+                  and m.get("role") == "sync_standby" for m in _members(state, region_name)):
+        if time.monotonic() > deadline:  # fmt: skip
+            raise TargetError(f"{region_name}: {wanted} is not a streaming synchronous standby; "
+                              "cannot switch the leader back to it")  # fmt: skip
+        time.sleep(0.5)
+    body = json.dumps({"leader": current, "candidate": wanted}).encode()
+    request = urllib.request.Request(
+        state.patroni(region_name)[wanted]["rest"] + "/switchover", data=body, method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60.0):
+            pass
+    except urllib.error.HTTPError as exc:
+        raise TargetError(f"Patroni refused the switchover {current} -> {wanted}: {exc.code} "
+                          f"{exc.read()[:200]!r}") from exc  # fmt: skip
+    while _leader_member(state, region_name) != wanted or _in_recovery(state, region_name) is not False:
+        if time.monotonic() > deadline:
+            raise TargetError(f"{region_name}: the leader did not move to {wanted} within 60 s")
+        time.sleep(0.25)
+    progress(f"[runbook] {region_name}: leader back on {wanted} (AZ {leader_az}) after "
+             f"{time.time() - started:.1f} s")  # fmt: skip
+    return started
 
 
 def _wait_cluster(state: MirrorState, region_name: str, deadline: float) -> None:

@@ -73,6 +73,14 @@ def test_configuration_overrides_reach_the_activities(tmp_path):
     assert marks.read_text() == "overridden\nrolled back\n"
 
 
+def test_configuration_keys_the_experiment_does_not_declare_reach_the_activities_too(tmp_path):
+    marks = tmp_path / "marks"
+    exp = experiment(marks, [python_activity("leave-mark", "mark", path=str(marks), text="${what}")])
+    with HistoryWriter(tmp_path / "history.jsonl") as writer:
+        run_experiment(exp, writer, tmp_path / "journal.json", configuration={"what": "added"})
+    assert marks.read_text() == "added\nrolled back\n"
+
+
 INTERRUPTED_RUN = """
 import sys
 from drdrill.chaos.runner import run_experiment
@@ -124,3 +132,67 @@ def test_unknown_experiment_lists_the_known_ones(tmp_path):
 def test_every_shipped_experiment_validates():
     for path in sorted((ROOT / "experiments").glob("*.json")):
         assert load_experiment(path)["title"], path
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.json")), ids=lambda p: p.stem)
+def test_chaos_validate_passes_on_every_experiment(path):
+    result = subprocess.run([sys.executable, "-m", "chaostoolkit", "--no-version-check", "validate",
+                             str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "experiment syntax and semantic look valid" in result.stdout + result.stderr
+
+
+def test_runbook_steps_carry_their_name_mode_and_operator_time_into_the_history(tmp_path):
+    marks = tmp_path / "marks"
+    exp = experiment(marks, [python_activity("promote-dr", "runbook_promote", seconds=0.1)])
+    with HistoryWriter(tmp_path / "history.jsonl") as writer:
+        run_experiment(exp, writer, tmp_path / "journal.json")
+    ops = [op for op in read_ops(tmp_path / "history.jsonl") if "promote-dr" in op["f"]]
+    assert [op.get("runbook_step") for op in ops] == ["promote", "promote"]
+    assert ops[1]["mode"] == "auto" and ops[1]["operator_s"] == 0.0
+    journal = json.loads((tmp_path / "journal.json").read_text())
+    assert journal["run"][0]["output"]["runbook_step"] == "promote"
+
+
+def test_sigterm_during_the_rollbacks_waits_until_they_are_done(tmp_path):
+    marks = tmp_path / "marks"
+    exp = experiment(marks, [python_activity("fault", "nap", seconds=0.05)])
+    exp["rollbacks"] = [python_activity("restore", "terminate_me_then_mark", path=str(marks),
+                                        text="restored"),
+                        python_activity("then-more", "mark", path=str(marks), text="more")]
+    with HistoryWriter(tmp_path / "history.jsonl") as writer, pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, writer, tmp_path / "journal.json")
+    assert marks.read_text() == "restored\nmore\n"  # both rollbacks ran to the end
+    assert json.loads((tmp_path / "journal.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is not None  # handlers restored
+
+
+SIGTERM_RUN = """
+import sys
+from drdrill.chaos.runner import run_experiment
+from drdrill.history import HistoryWriter
+from tests.integration.test_chaos_runner import experiment, python_activity
+from pathlib import Path
+tmp = Path(sys.argv[1])
+exp = experiment(tmp / "marks", [python_activity("long-fault", "nap", seconds=30)])
+with HistoryWriter(tmp / "history.jsonl") as writer:
+    print("started", flush=True)
+    run_experiment(exp, writer, tmp / "journal.json")
+"""
+
+
+def test_sigterm_mid_fault_runs_the_rollbacks(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", SIGTERM_RUN, str(tmp_path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 20
+    while not any(op.get("f") == "start:long-fault" for op in _ops(tmp_path)):
+        assert time.monotonic() < deadline, "the fault never started"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode != 0
+    assert (tmp_path / "marks").read_text() == "rolled back\n"
+    assert json.loads((tmp_path / "journal.json").read_text())["status"] == "interrupted"
+    assert [op["f"] for op in _ops(tmp_path)][-2:] == ["start:restore", "stop:restore"]

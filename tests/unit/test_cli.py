@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,8 @@ from drdrill.config import default_config
 from drdrill.history import HistoryWriter
 from drdrill.run import RunDir
 from tests.histories import T0, fault, reads, write
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SERVICES = [s.name for s in default_config().services]
 
@@ -104,3 +109,28 @@ def test_internal_error_exits_255(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(RunDir, "check", crash)
     assert main(["check", str(run.path)]) == 255
     assert "internal error: RuntimeError: bug" in capsys.readouterr().err
+
+
+def test_the_step_reference_in_docs_is_the_generated_one():
+    from drdrill.stepdocs import step_reference, steps
+
+    assert (ROOT / "docs" / "steps.md").read_text() == step_reference(), \
+        "docs/steps.md is stale: regenerate it with `drdrill steps > docs/steps.md`"
+    assert all(s["example"] for s in steps()), "every step's docstring needs an Example: line"
+
+
+def test_validate_points_at_the_file_and_line_of_a_problem(tmp_path):
+    feature = tmp_path / "draft.feature"
+    feature.write_text("@mirror\nFeature: draft\n  Scenario: typo\n"
+                       "    Given the platform under test is healthy\n"
+                       '    When the experiment "database-leader-crush" runs\n'
+                       "    Then the platform flies\n")
+    result = subprocess.run([sys.executable, "-m", "drdrill.cli", "validate", str(feature)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 3
+    assert f"{feature}:5: unknown experiment 'database-leader-crush'" in result.stderr
+    assert f"{feature}:6: undefined step: Then the platform flies" in result.stderr
+    shipped = subprocess.run([sys.executable, "-m", "drdrill.cli", "validate"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert shipped.returncode == 0, shipped.stderr
+    assert "valid: every step defined, every experiment valid" in shipped.stdout

@@ -97,3 +97,49 @@ def test_scenarios_tagged_for_another_target_are_deselected(drill_project):
     result = drill_project.runpytest("features", "--collect-only", "-q", "--drdrill-target=local")
     assert "test_mirror_only" in result.stdout.str() and "test_truth_only" not in result.stdout.str()
     assert "1 deselected" in result.stdout.str()
+
+
+RUNBOOK_FEATURE = """\
+Feature: The annual drill with people in the loop
+  Scenario: failover with a manual declaration
+    Given the runbook steps "{steps}" are manual
+    And the outage lasts 20 seconds
+    Then the experiment configuration is {expected}
+    And every runbook step succeeded
+"""
+
+
+def test_runbook_steps_reach_the_experiment_configuration(drill_project):
+    drill_project.makeconftest(textwrap.dedent("""
+        import json
+        from pytest_bdd import then, parsers
+        pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic",
+                          "steps.faults", "steps.objectives", "steps.runbook"]
+
+        @then(parsers.parse("the experiment configuration is {expected}"))
+        def _(drill, expected):
+            assert drill.experiment_overrides == json.loads(expected)
+    """))
+    drill_project.path.joinpath("features", "draft.feature").write_text(RUNBOOK_FEATURE.format(
+        steps="declare, dns", expected=json.dumps({"runbook_manual": "declare, dns", "outage_s": 20})))
+    result = drill_project.runpytest("features", "--drdrill-runs-dir=runs", "-p", "no:randomly")
+    # the Given steps set the configuration; the runbook judgement has no runbook to judge: broken
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "Indeterminate" in out and "No runbook step ran in this drill" in out
+    assert "E       AssertionError" not in out  # the configuration check passed
+
+
+def test_an_unknown_manual_step_is_refused_before_anything_runs(drill_project):
+    drill_project.makeconftest(textwrap.dedent("""
+        pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic",
+                          "steps.faults", "steps.objectives", "steps.runbook"]
+    """))
+    drill_project.path.joinpath("features", "draft.feature").write_text(RUNBOOK_FEATURE.format(
+        steps="declare, dnss", expected="{}"))
+    result = drill_project.runpytest("features", "--drdrill-runs-dir=runs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "draft.feature:3: unknown runbook step(s) 'dnss'" in err
+    assert "draft.feature:5: undefined step: Then the experiment configuration is {}" in err
+    assert not drill_project.path.joinpath("runs").exists()

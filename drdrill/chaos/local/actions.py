@@ -214,8 +214,16 @@ def restore_mirror(timeout_s: float = 300.0, configuration: Configuration = None
     layout = faults.restore_layout(state, timeout_s=timeout_s, progress=_say)
     healthy_after_s = probes.wait_healthy(state, timeout_s=max(30.0, timeout_s - (time.monotonic() - t0)))
     _say(f"[rollback] mirror {state.mirror_id} healthy again ({healthy_after_s:.1f} s after the layout)")
+    window = layout.get("maintenance_window_s")
+    if window:  # the planned outage lasts until users are served again, not until the last API call
+        deadline, in_a_row = time.monotonic() + 30.0, 0
+        while in_a_row < 10 and time.monotonic() < deadline:  # 10 checks in a row (every replica)
+            served = all(v["served"] for v in probes.user_view(state.global_http).values())
+            in_a_row = in_a_row + 1 if served else 0
+            time.sleep(0.1)
+        window = [window[0], time.time()]
     return {"undone": undone, "layout": layout, "healthy_after_s": round(healthy_after_s, 3),
-            "maintenance_window_s": layout.get("maintenance_window_s")}
+            "maintenance_window_s": window}
 
 
 def wait_until_served(services: list[str] | None = None, stable_s: float = 10.0,

@@ -119,10 +119,13 @@ def before_experiment_control(
 ) -> None:
     """Refuse the experiment before anything runs when it names what the mirror does not have.
 
-    Under a plain ``chaos run``, drdrill's progress lines also go to chaostoolkit's console and log.
+    Under a plain ``chaos run``, drdrill's progress lines also go to chaostoolkit's console and log,
+    and SIGTERM stops the method and rolls back as Ctrl-C does.
     """
+    from drdrill.chaos.runner import interrupt_on_sigterm
     from drdrill.mirror.lifecycle import load_state
 
+    interrupt_on_sigterm()
     ours = logging.getLogger("drdrill")
     if not ours.handlers:
         for handler in logging.getLogger("chaostoolkit").handlers:

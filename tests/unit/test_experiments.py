@@ -1,0 +1,97 @@
+"""The shipped experiments name only what the mirror has; anything else is refused before any fault."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drdrill.chaos.local import actions
+from drdrill.chaos.local.control import experiment_problems
+from drdrill.runbook import STEPS
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = sorted(p for p in (ROOT / "experiments").glob("*.json") if "ground-truth" not in p.name)
+
+
+def load(name: str) -> dict:
+    return json.loads((ROOT / "experiments" / f"{name}.json").read_text())
+
+
+def activity(experiment: dict, name: str) -> dict:
+    return next(a for a in experiment["method"] if a["name"] == name)
+
+
+def test_the_dr_plan_scenarios_are_all_there():
+    assert {p.stem for p in LOCAL} >= {
+        "service-failure", "database-leader-crash", "database-leader-hang", "az-power-loss",
+        "az-isolation", "region-isolation", "region-power-loss", "cross-region-failover", "failback"}
+
+
+@pytest.mark.parametrize("path", LOCAL, ids=lambda p: p.stem)
+def test_every_local_experiment_names_only_what_the_mirror_has(path):
+    experiment = json.loads(path.read_text())
+    assert experiment_problems(experiment) == []
+    # each restores health whatever happened, and is refused up front by the pre-flight control
+    assert [r["provider"]["func"] for r in experiment["rollbacks"]] == ["restore_mirror"]
+    assert experiment["controls"][0]["provider"]["module"] == "drdrill.chaos.local.control"
+
+
+def test_the_failover_runbook_has_every_step_of_the_plan_in_order():
+    funcs = [a["provider"]["func"] for a in load("cross-region-failover")["method"]]
+    steps = [getattr(actions, f).runbook_step for f in funcs if hasattr(getattr(actions, f), "runbook_step")]
+    assert steps == ["detect", "declare", "scale-up", "promote", "dns", "deploy", "validate", "notify"]
+    funcs = [a["provider"]["func"] for a in load("failback")["method"]]
+    steps = [getattr(actions, f).runbook_step for f in funcs if hasattr(getattr(actions, f), "runbook_step")]
+    assert steps[8:] == ["rebuild", "catch-up", "maintenance", "switchover", "dns-back", "validate",
+                         "notify", "scale-down"]
+    assert set(steps) == set(STEPS)
+
+
+@pytest.mark.parametrize(("experiment", "activity_name", "argument", "value", "message"), [
+    ("az-power-loss", "power-off-az-a", "az", "z", "no AZ 'z' in region primary; AZs are a, b, c"),
+    ("service-failure", "crash-payments-service", "service", "billing",
+     "no service 'billing'; services are payments, auth, users, storefront, analytics"),
+    ("cross-region-failover", "scale-up-dr-region", "region", "mars",
+     "no region 'mars' (region); regions are primary, dr"),
+    ("failback", "switch-dns-back-to-primary", "to_region", "moon",
+     "no region 'moon' (to_region); regions are primary, dr"),
+])
+def test_unknown_targets_are_named_with_the_valid_choices(experiment, activity_name, argument, value,
+                                                           message):
+    doc = copy.deepcopy(load(experiment))
+    activity(doc, activity_name)["provider"]["arguments"][argument] = value
+    problems = experiment_problems(doc)
+    assert len(problems) == 1 and message in problems[0] and activity_name in problems[0]
+
+
+def test_selectors_and_manual_steps_are_checked_too():
+    doc = load("database-leader-crash")
+    doc["method"][0]["provider"] = {"type": "python", "module": "drdrill.chaos.local.actions",
+                                    "func": "crash", "arguments": {"target": "primary/zone:a"}}
+    doc["configuration"]["runbook_manual"] = "declare,dnss"
+    problems = experiment_problems(doc)
+    assert any("kinds are az, role, service" in p for p in problems)
+    assert any("'dnss'" in p and "steps are detect" in p for p in problems)
+
+
+def test_plain_chaos_run_refuses_an_unknown_az_before_any_fault(tmp_path):
+    doc = copy.deepcopy(load("az-power-loss"))
+    activity(doc, "power-off-az-a")["provider"]["arguments"]["az"] = "z"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    env = {**os.environ, "DRDRILL_MIRROR_STATE": str(tmp_path / "no-mirror" / "state.json")}
+    result = subprocess.run(
+        [sys.executable, "-m", "chaostoolkit", "--no-version-check", "run", "--journal-path",
+         str(tmp_path / "journal.json"), str(path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    output = result.stdout + result.stderr
+    assert "no AZ 'z' in region primary; AZs are a, b, c" in output
+    journal = json.loads((tmp_path / "journal.json").read_text())
+    assert journal["status"] == "interrupted"
+    assert journal["run"] == []  # not one method activity ran
