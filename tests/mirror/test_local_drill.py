@@ -1,4 +1,8 @@
-"""`drdrill drill --target local`: a Gherkin drill on the real Docker mirror, mirror up and down included."""
+"""`drdrill drill --suite nightly`: the nightly suite of Gherkin drills on the real mirror, end to end.
+
+The README's "run a drill" command: pre-flight, mirror up, every @nightly scenario (service,
+database, AZ and region failover), mirror down, the verdict table and exit code 0.
+"""
 
 from __future__ import annotations
 
@@ -12,27 +16,39 @@ import pytest
 pytestmark = [pytest.mark.docker]
 
 
-def test_database_failure_drill_on_the_mirror(tmp_path):
+def test_the_nightly_suite_runs_end_to_end_on_the_mirror(tmp_path):
     state = tmp_path / "state.json"
     result = subprocess.run(
-        [sys.executable, "-m", "drdrill.cli", "drill", "--target", "local", "--runs-dir", str(tmp_path / "runs"),
-         "--alluredir", str(tmp_path / "allure"), "-m", "mirror"],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        [sys.executable, "-m", "drdrill.cli", "drill", "--suite", "nightly",
+         "--runs-dir", str(tmp_path / "runs"), "--alluredir", str(tmp_path / "allure")],
+        capture_output=True, text=True, timeout=1500, cwd=tmp_path,
         env={**os.environ, "DRDRILL_MIRROR_STATE": str(state)})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    results = json.loads((run_dir / "results.json").read_text())
+    out = result.stdout
+    assert result.returncode == 0, out[-6000:] + result.stderr[-3000:]
+    assert "pre-flight passed: 4 scenario(s)" in out
+    assert "4 scenario(s) in" in out and ": VALID." in out
+    runs = {json.loads((d / "drill.json").read_text())["scenario"]: d
+            for d in (tmp_path / "runs").iterdir()}
+    assert len(runs) == 4
 
     def find(node, name):
         if node["name"] == name:
             return node
         return next((hit for child in node["children"] if (hit := find(child, name))), None)
 
-    critical = find(results, "rto-tier:critical")["metrics"]["measured_rto_s"]
-    assert 5 < critical < 60  # a real Patroni failover (ttl ≥ 20 s), not a restart of the old leader
-    assert find(results, "rpo:financial")["metrics"]["lost_count"] == 0
-    assert find(results, "rpo:financial")["metrics"]["acknowledged_count"] > 100
-    journal = json.loads((run_dir / "journal.json").read_text())
-    assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["restart-crashed-containers"]
+    by_experiment = {json.loads((d / "drill.json").read_text())["experiment"]["name"]: d
+                     for d in runs.values()}
+    assert set(by_experiment) == {"service-failure", "database-leader-crash", "az-power-loss",
+                                  "cross-region-failover"}
+    for name, run_dir in by_experiment.items():
+        results = json.loads((run_dir / "results.json").read_text())
+        assert results["validity"] == "valid", name
+        assert find(results, "rpo:financial")["metrics"]["lost_after_fault_count"] == 0, name
+    database = json.loads((by_experiment["database-leader-crash"] / "results.json").read_text())
+    assert 5 < find(database, "rto-tier:critical")["metrics"]["measured_rto_s"] < 90
+    failover = json.loads((by_experiment["cross-region-failover"] / "results.json").read_text())
+    steps = [s["step"] for s in find(failover, "runbook")["evidence"]["steps"]]
+    assert steps == ["detect", "declare", "scale-up", "promote", "dns", "deploy", "validate", "notify"]
+    assert find(failover, "served-by:dr")["validity"] == "valid"
     # the drill brought the mirror up, so it took it down (down removes the state file)
     assert not state.exists()

@@ -95,3 +95,11 @@ def test_plain_chaos_run_refuses_an_unknown_az_before_any_fault(tmp_path):
     journal = json.loads((tmp_path / "journal.json").read_text())
     assert journal["status"] == "interrupted"
     assert journal["run"] == []  # not one method activity ran
+
+
+def test_manual_steps_from_the_environment_are_checked_through_the_experiment(monkeypatch):
+    doc = load("failback")
+    monkeypatch.delenv("DRDRILL_RUNBOOK_MANUAL", raising=False)
+    assert experiment_problems(doc) == []
+    monkeypatch.setenv("DRDRILL_RUNBOOK_MANUAL", "declare,dnss")
+    assert any("'dnss'" in p for p in experiment_problems(doc))

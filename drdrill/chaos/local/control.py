@@ -12,6 +12,7 @@ it refuses a plain ``chaos run`` the same way, before the steady-state hypothesi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +54,11 @@ def experiment_problems(
 ) -> list[str]:
     """What in ``experiment`` names something the mirror does not have ([] when nothing does)."""
     topology = topology or load_topology()
-    configuration = {**(experiment.get("configuration") or {}), **(configuration or {})}
+    configuration = {
+        key: (os.environ.get(value["key"], value.get("default"))
+              if isinstance(value, Mapping) and value.get("type") == "env" else value)
+        for key, value in {**(experiment.get("configuration") or {}), **(configuration or {})}.items()
+    }  # fmt: skip
     regions = {r.name: r for r in topology.regions}
     services = [s.name for s in topology.services]
     problems: list[str] = []
