@@ -67,13 +67,13 @@ def main() -> int:
     for i, run in enumerate(runs, 1):
         for scenario, (seconds, verdict) in run["scenarios"].items():
             rows.append((i, scenario[:60], f"{seconds:.0f} s", verdict))
-    table(("run", "scenario", "duration", "verdict"), rows)
+    print(table(("run", "scenario", "duration", "verdict"), rows))
     walls = [r["wall_s"] for r in runs]
-    table(("runs", "wall time median", "max", "mirror healthy after", "exit codes", f"goal ≤ {GOAL_S:.0f} s"), [(
+    print(table(("runs", "wall time median", "max", "mirror healthy after", "exit codes", f"goal ≤ {GOAL_S:.0f} s"), [(
         len(runs), f"{statistics.median(walls):.0f} s", f"{max(walls):.0f} s",
         ", ".join(f"{r['mirror_healthy_after_s']:.0f} s" if r["mirror_healthy_after_s"] else "-" for r in runs),
         ", ".join(str(r["exit_code"]) for r in runs),
-        "met" if max(walls) <= GOAL_S else "NOT met")])
+        "met" if max(walls) <= GOAL_S else "NOT met")]))
     if any(r["exit_code"] != 0 for r in runs):
         print(runs[-1]["tail"], file=sys.stderr)
     if args.json:

@@ -133,6 +133,29 @@ class Drill:
         self.run.write_final_read(present, prefix=self.run.run_id)
         log.info("final read: %d keys of run %s present", sum(map(len, present.values())), self.run.run_id)
 
+    def reconcile_sagas(self, limit_s: float, step: str = "") -> CheckResult:
+        """Wait (up to ``limit_s``, after the final read) until no payment is left pending by a saga;
+        record what was seen as a ``saga`` judgement and evaluate it."""
+        self.finish()
+        started = time.monotonic()
+        observed: dict[str, Any] = {"limit_s": limit_s}
+        try:
+            first = self.target.pending_payments()
+            observed["pending_at_start"] = None if first is None else first.get("pending")
+            last = first
+            while last is not None and last.get("pending") and time.monotonic() - started <= limit_s:
+                time.sleep(0.5)
+                last = self.target.pending_payments()
+            observed["pending_at_end"] = None if last is None else last.get("pending")
+            observed["oldest_pending_age_s"] = None if last is None else last.get("oldest_pending_age_s")
+        except (TargetError, OSError) as exc:
+            observed["error"] = f"{type(exc).__name__}: {exc}"
+        observed["waited_s"] = round(time.monotonic() - started, 3)
+        judgement = {"kind": "saga", "subject": "payments", "limit": limit_s, "step": step,
+                     "observed": observed}
+        self.run.add_judgement(**judgement)
+        return judge(self.history(), self.config, self.run.final_read(), judgement)
+
     def history(self) -> History:
         if self._history is None or not self.finished:
             self._history = self.run.history()

@@ -21,6 +21,9 @@ text>}`` with kinds
     step            subject a runbook step; limit seconds from t_fault to the step's end
     served-by       subject a region: every critical service was served by it after the fault
     serving-at-end  subject a region: every critical service's last success came from it
+    saga            subject payments; limit seconds: every saga payment settled within it after
+                    the final read (judged from the stored ``observed`` pending counts: no history
+                    records the saga's state)
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from drdrill.history import History, load_history
 __all__ = ["RunDir", "judge"]
 
 JUDGEMENT_KINDS = ("rto", "rto-failback", "rpo", "lost", "runbook", "step", "served-by",
-                   "serving-at-end")
+                   "serving-at-end", "saga")
 
 
 @dataclass
@@ -129,12 +132,16 @@ class RunDir:
         data = self.meta().get("config")
         return config_from_dict(data, str(self.meta_path)) if data else default_config()
 
-    def add_judgement(self, kind: str, subject: str, limit: float, step: str = "") -> None:
-        """Record an objective a Then step checks, so that a re-check judges it again."""
+    def add_judgement(self, kind: str, subject: str, limit: float, step: str = "",
+                      observed: dict[str, Any] | None = None) -> None:
+        """Record an objective a Then step checks, so that a re-check judges it again (with what
+        was ``observed`` outside the history, for kinds that need it)."""
         if kind not in JUDGEMENT_KINDS:
             raise ValueError(f"unknown judgement kind {kind!r}; expected one of {JUDGEMENT_KINDS}")
         meta = self.meta()
         entry = {"kind": kind, "subject": subject, "limit": limit, "step": step}
+        if observed is not None:
+            entry["observed"] = observed
         if entry not in meta.setdefault("judgements", []):
             meta["judgements"].append(entry)
         self.write_meta(meta)
@@ -192,6 +199,8 @@ def judge(history: History, config: DrillConfig, final_read: dict[str, Any] | No
             "No runbook step ran in this drill."])
     elif kind == "step":
         result = check_step_within(history, subject, limit, fault_s)
+    elif kind == "saga":
+        result = _saga(judgement.get("observed") or {}, limit)
     elif kind in ("served-by", "serving-at-end"):
         result = check_served_by(history, subject, config.services_in_tier("critical"),
                                  at_end=kind == "serving-at-end", fault_s=fault_s)
@@ -220,6 +229,25 @@ def judge(history: History, config: DrillConfig, final_read: dict[str, Any] | No
     if step:
         result.evidence = {**result.evidence, "step": step}
     return result
+
+
+def _saga(observed: dict[str, Any], limit_s: float) -> CheckResult:
+    """The saga judgement from what :meth:`drdrill.drill.Drill.reconcile_sagas` observed."""
+    metrics = {k: v for k, v in observed.items() if k != "error"}
+    if observed.get("error") or observed.get("pending_at_end") is None:
+        why = observed.get("error") or "the target has no payment sagas to observe"
+        return CheckResult("saga", Validity.UNKNOWN, metrics, explanation=[
+            f"Could not observe the payments saga's pending payments: {why}."])
+    start, end = observed.get("pending_at_start"), observed["pending_at_end"]
+    waited = float(observed.get("waited_s") or 0.0)
+    if end == 0 and waited <= limit_s:
+        return CheckResult("saga", Validity.VALID, metrics, explanation=[
+            f"Every pending payment was reconciled (captured or compensated) {waited:.1f} s after "
+            f"the final read ({start} pending then), within {limit_s:g} s."])
+    return CheckResult("saga", Validity.INVALID, metrics, explanation=[
+        f"{end} payment(s) were still pending {waited:.1f} s after the final read ({start} then; "
+        f"the oldest {observed.get('oldest_pending_age_s')} s old): the saga did not reconcile "
+        f"them within {limit_s:g} s."])
 
 
 def _write_json(path: Path, data: Any) -> None:

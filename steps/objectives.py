@@ -1,4 +1,4 @@
-"""Steps that judge the drill: measured RTO per service or tier, measured data loss per data class.
+"""Steps that judge the drill: measured RTO per service or tier, data loss per data class, sagas.
 
 Each records its objective in the run directory (so ``drdrill check`` judges it again) and fails the
 scenario on INVALID (AssertionError) or marks it broken on UNKNOWN (Indeterminate).
@@ -110,3 +110,14 @@ def _(drill, count: str, data_class: str):
     """
     require(drill.judge("lost", data_class, int(count),
                         f"at most {count} acknowledged {data_class} writes are lost"))
+
+
+@then(parsers.re(r"every payment left pending is reconciled within (?P<seconds>\d+(?:\.\d+)?) seconds"))
+def _(drill, seconds: str):
+    """The payments saga settles (captures or compensates) every pending payment within this many
+    seconds of the final read: in-flight transactions are reconciled once the platform is stable.
+
+    Example: ``Then every payment left pending is reconciled within 60 seconds``
+    """
+    require(drill.reconcile_sagas(float(seconds),
+                                  f"every payment left pending is reconciled within {seconds} seconds"))

@@ -11,6 +11,8 @@ A target offers what a drill needs from the platform:
                                  experiments never hard-code where the target is
 ``experiment_problems(exp)``     what an experiment names that this target does not have (unknown
                                  region, AZ, service...): checked before the experiment runs
+``pending_payments()``           ``{"pending": N, "oldest_pending_age_s": S}``: payments a saga has
+                                 not settled yet (None when the target has no sagas)
 """
 
 from __future__ import annotations
@@ -34,3 +36,5 @@ class Target(Protocol):
     def experiment_configuration(self) -> dict[str, Any]: ...
 
     def experiment_problems(self, experiment: dict[str, Any]) -> list[str]: ...
+
+    def pending_payments(self) -> dict[str, Any] | None: ...

@@ -52,6 +52,10 @@ class GroundTruthTarget:
         """Nothing to check: the ground-truth service has no regions, AZs or replicas to name."""
         return []
 
+    def pending_payments(self) -> dict[str, Any] | None:
+        """None: the ground-truth service has no sagas."""
+        return None
+
     def truth(self) -> dict[str, Any]:
         """What really happened (outages, lost writes): for tests and benchmarks."""
         return self.service.truth()

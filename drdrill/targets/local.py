@@ -82,6 +82,13 @@ class LocalTarget:
             raise TargetError(f"final read through {self.base_url}/_lookup failed with HTTP {status}")
         return json.loads(body)
 
+    def pending_payments(self) -> dict[str, Any] | None:
+        """The payments saga's unsettled payments, through the global entry (``GET /payments/_pending``)."""
+        status, _, body = self._get("/payments/_pending", timeout_s=10)
+        if status != 200:
+            raise TargetError(f"{self.base_url}/payments/_pending answered HTTP {status}")
+        return json.loads(body)
+
     def experiment_problems(self, experiment: dict[str, Any]) -> list[str]:
         """What ``experiment`` names that this mirror's topology does not have."""
         from drdrill.chaos.local.control import experiment_problems

@@ -14,6 +14,7 @@ Feature: Database failure — the primary database fails
     And every service recovers within 90 seconds
     And no acknowledged financial write is lost
     And the financial data loss is within its RPO objective
+    And every payment left pending is reconciled within 60 seconds
 
     @nightly @annual
     Examples: crash

@@ -19,3 +19,4 @@ Feature: The annual DR test — failover to the DR region and failback to the pr
     And the failback's critical services recover within 120 seconds
     And the financial data loss is within its RPO objective
     And the other data loss is within its RPO objective
+    And every payment left pending is reconciled within 60 seconds

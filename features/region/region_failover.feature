@@ -20,6 +20,7 @@ Feature: Region failure — the primary region is lost and the DR runbook fails 
     And the non-critical services recover within their RTO objective
     And the financial data loss is within its RPO objective
     And the other data loss is within its RPO objective
+    And every payment left pending is reconciled within 60 seconds
 
   @annual
   Scenario Outline: Without the runbook, users are down until the region returns (<fault>)

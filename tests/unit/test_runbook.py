@@ -236,3 +236,19 @@ def test_a_runbook_step_is_judged_against_its_deadline_from_the_fault():
     failback = judge(history, CONFIG, None, {"kind": "rto-failback", "subject": "critical",
                                              "limit": 3600, "step": ""})
     assert failback.validity is Validity.UNKNOWN and "No failback ran" in failback.explanation[0]
+
+
+def test_the_saga_judgement_is_made_from_what_was_observed_and_judged_again_offline():
+    from drdrill.run import judge
+
+    history = History.from_ops(platform_reads(T0, T0 + 30))
+    base = {"kind": "saga", "subject": "payments", "limit": 60, "step": ""}
+    settled = {"limit_s": 60, "pending_at_start": 4, "pending_at_end": 0, "waited_s": 5.5}
+    result = judge(history, CONFIG, None, {**base, "observed": settled})
+    assert result.validity is Validity.VALID and "5.5 s" in result.explanation[0]
+    stuck = {**settled, "pending_at_end": 2, "waited_s": 60.4, "oldest_pending_age_s": 75.0}
+    result = judge(history, CONFIG, None, {**base, "observed": stuck})
+    assert result.validity is Validity.INVALID and "2 payment(s) were still pending" in result.explanation[0]
+    none = {"limit_s": 60, "pending_at_start": None, "pending_at_end": None, "waited_s": 0.0}
+    assert judge(history, CONFIG, None, {**base, "observed": none}).validity is Validity.UNKNOWN
+    assert judge(history, CONFIG, None, base).validity is Validity.UNKNOWN  # nothing observed

@@ -283,9 +283,15 @@ def detect_outage(services: list[str] | None = None, consecutive: int = 3, inter
 @_step("declare")
 def declare_disaster(confirm_s: float = 5.0, services: list[str] | None = None,
                      configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
-    """The Incident Commander declares a regional disaster once the outage persisted ``confirm_s``."""
+    """The Incident Commander declares a regional disaster once the outage persisted ``confirm_s``.
+
+    Manual: the operator's confirmation is the declaration; nothing more is waited for or checked.
+    """
     state = _state(configuration)
     services = services or CRITICAL
+    if "declare" in runbook.manual_steps(configuration):
+        _status_update(configuration, state, "Regional disaster declared by the incident commander.")
+        return {"declared": True, "by": "operator"}
     deadline = time.monotonic() + confirm_s
     while time.monotonic() < deadline:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
