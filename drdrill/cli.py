@@ -6,6 +6,7 @@ Exit codes (every subcommand):
     1    invalid: an objective was missed (a product defect)
     2    unknown: the evidence cannot tell (too little traffic, no final read, ...)
     3    the drill could not run (pre-flight failed: undefined step, unknown experiment, ...)
+    130  interrupted (Ctrl-C or SIGTERM; rollbacks and teardown ran first)
     254  bad arguments
     255  internal error in drdrill
 """
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Chaos and disaster-recovery drills with recovery time (RTO) and data loss (RPO) measured "
         "from what synthetic users saw."),
         epilog="exit codes: 0 valid, 1 invalid (objective missed), 2 unknown (not enough evidence), "
-               "3 drill could not run, 254 bad arguments, 255 internal error")
+               "3 drill could not run, 130 interrupted, 254 bad arguments, 255 internal error")
     parser.add_argument("--version", action="version", version=f"drdrill {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -256,14 +257,42 @@ def cmd_drill(args: argparse.Namespace) -> int:
         print("drdrill: the local target needs a Docker engine and the mirror's images", flush=True)
         ensure_docker(progress=lambda line: print(line, flush=True))
         build_images(progress=lambda line: print(line, flush=True))
-    code = subprocess.call(command, cwd=PROJECT_ROOT, env=env)
+    code = _run_forwarding_sigterm(command, env)
+    pytest_interrupted = 2
     after = sorted(set(runs_dir.glob("*")) - before) if runs_dir.is_dir() else []
     print()
     if code in (3, 4) or (code == 5 and not after):
         print("drdrill: the drill did not run (see the message above); no fault was injected"
               if code != 5 else "drdrill: no scenario matched the selection", file=sys.stderr)
         return EXIT_NOT_RUN
-    return _verdict_table(after, time.monotonic() - started, args.alluredir)
+    verdict = _verdict_table(after, time.monotonic() - started, args.alluredir)
+    if code == pytest_interrupted:
+        print("drdrill: the drill was interrupted; the verdicts above cover what ran", file=sys.stderr)
+        return 130
+    return verdict
+
+
+def _run_forwarding_sigterm(command: list[str], env: dict[str, str]) -> int:
+    """Run the drill session; a SIGTERM to us is passed on, so its rollbacks and teardown run."""
+    import signal
+
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+
+    def forward(signum: int, frame: object) -> None:
+        print("drdrill: SIGTERM: stopping the drill (rollbacks and teardown run first)",
+              file=sys.stderr, flush=True)
+        process.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached the session too: let it clean up
+                print("drdrill: interrupted: waiting for the rollbacks and teardown", file=sys.stderr,
+                      flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _preflight(command: list[str], env: dict[str, str]) -> int | None:

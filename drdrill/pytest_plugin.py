@@ -61,6 +61,13 @@ def experiment_dirs(config: pytest.Config) -> list[Path]:
 TARGET_TAGS = {"groundtruth": "groundtruth", "mirror": "local"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM ends a drill session as Ctrl-C does: rollbacks, traffic stopped, mirror taken down."""
+    from drdrill.chaos.runner import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Scenarios tagged for another target (``@groundtruth``, ``@mirror``) are deselected."""
     target = config.getoption("--drdrill-target")

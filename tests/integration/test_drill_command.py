@@ -39,3 +39,32 @@ def test_drill_prints_verdicts_writes_allure_and_a_recheckable_run(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert recheck.returncode == 0
     assert json.loads(recheck.stdout) == stored  # re-judging offline gives the same verdicts
+
+
+def test_sigterm_to_the_drill_command_stops_the_session_cleanly(tmp_path):
+    import signal
+    import time
+
+    from drdrill.history import read_ops
+
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(runs), "--alluredir",
+         str(tmp_path / "allure"), "-m", "groundtruth"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while True:  # mid-experiment: the fault action has started
+        histories = list(runs.glob("*/history.jsonl")) if runs.is_dir() else []
+        if histories and any(op.get("f") == "start:lossy-failover" for op in read_ops(histories[0])):
+            break
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the experiment never started"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out[-3000:] + err[-3000:]
+    assert "SIGTERM: stopping the drill" in err and "interrupted" in err
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "journal.json").read_text())["status"] == "interrupted"
+    assert (run_dir / "results.json").is_file()  # the run directory is left analysable
+    assert not list(run_dir.glob("*.tmp"))
