@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where run directories go (default: reports/runs)")
     drill.add_argument("--alluredir", type=Path, default=PROJECT_ROOT / "reports" / "allure-results",
                        help="where Allure results go (default: reports/allure-results)")
+    drill.add_argument("--report-dir", type=Path, default=PROJECT_ROOT / "reports" / "dr-report",
+                       help="where the DR test report of the drill goes (default: reports/dr-report)")
     validate = commands.add_parser(
         "validate", help="check features without running them (steps defined, experiments valid)",
         description="Collect the scenarios of the given feature files or directories (default: "
@@ -93,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "validates and names only what the mirror has. Nothing runs, no fault is "
                     "injected, no Docker needed.")  # fmt: skip
     validate.add_argument("paths", nargs="*", metavar="FEATURE", type=Path)
+    report = commands.add_parser(
+        "report", help="build the DR test report (HTML + Markdown) from stored run directories",
+        description="Re-judge the run directories (nothing is re-run) and write the stakeholders' DR "
+                    "test report: overall verdict, objectives against measured values per scenario, "
+                    "runbook step timings, timeline plots, issues found with suggested remediation, "
+                    "sign-off. The HTML is one self-contained file.")  # fmt: skip
+    report.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", type=Path,
+                        help="default: every run directory under reports/runs")
+    report.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "dr-report",
+                        help="output directory (default: reports/dr-report)")
+    report.add_argument("--title", default="Disaster-recovery test report")
     commands.add_parser("steps", help="print the reference of every Gherkin step, with examples",
                         description="The step library for drill authors (docs/steps.md is this output).")
 
@@ -132,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_runbook(args)
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "steps":
             from drdrill.stepdocs import step_reference
 
@@ -266,6 +281,16 @@ def cmd_drill(args: argparse.Namespace) -> int:
               if code != 5 else "drdrill: no scenario matched the selection", file=sys.stderr)
         return EXIT_NOT_RUN
     verdict = _verdict_table(after, time.monotonic() - started, args.alluredir)
+    ran = [p for p in after if (p / "drill.json").is_file()]
+    if ran:
+        from drdrill.report.dr_report import build_report
+
+        try:
+            paths = build_report(ran, args.report_dir)
+            print(f"DR test report: {paths['html']} (Markdown: {paths['markdown'].name})")
+        except Exception as exc:  # noqa: BLE001 - the verdicts stand without the report
+            print(f"drdrill: could not build the DR test report: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
     if code == pytest_interrupted:
         print("drdrill: the drill was interrupted; the verdicts above cover what ran", file=sys.stderr)
         return 130
@@ -310,6 +335,22 @@ def _preflight(command: list[str], env: dict[str, str]) -> int | None:
     else:
         print("drdrill: pre-flight failed; nothing was run and no fault injected", file=sys.stderr)
     return EXIT_NOT_RUN
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from drdrill.report.dr_report import build_report
+
+    runs = list(args.run_dirs)
+    if not runs:
+        base = PROJECT_ROOT / "reports" / "runs"
+        runs = sorted(p for p in base.glob("*") if (p / "drill.json").is_file()) if base.is_dir() else []
+        if not runs:
+            raise DrdrillError(f"no run directory under {base}; run a drill first or name RUN_DIRs")
+    print(f"drdrill: building the DR test report from {len(runs)} run(s)", flush=True)
+    paths = build_report(runs, args.out, title=args.title)
+    verdict = paths["validity"]
+    print(f"DR test report ({verdict.value.upper()}): {paths['html']}\n  Markdown: {paths['markdown']}")
+    return EXIT[verdict]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
