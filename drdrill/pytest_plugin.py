@@ -17,6 +17,7 @@ AssertionError (Allure: failed, a product defect); UNKNOWN raises :class:`Indete
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from drdrill.config import load_config
 from drdrill.errors import DrdrillError
 from drdrill.run import RunDir
 from drdrill.targets import TARGETS
+
+log = logging.getLogger("drdrill")
 
 __all__ = ["EXPERIMENT_STEP", "Indeterminate", "require"]
 
@@ -255,6 +258,16 @@ def _attach_run(run: RunDir, result: CheckResult | None) -> None:
     if result is not None:
         summary = "\n".join(_summary_lines(result))
         allure.attach(summary, name="verdicts", attachment_type=allure.attachment_type.TEXT)
+        try:
+            from drdrill.report.timeline import plot_timeline
+
+            history = run.history()
+            if history.n:
+                plot = plot_timeline(history, run.config(), result, run.path / "timeline.png",
+                                     title=run.meta().get("scenario", ""))
+                allure.attach.file(str(plot), name="timeline", attachment_type=allure.attachment_type.PNG)
+        except Exception as exc:  # noqa: BLE001 - a plot must never hide the scenario's verdict
+            log.warning("no timeline plot for %s: %s", run.path, exc)
 
 
 def _summary_lines(result: CheckResult, depth: int = 0) -> list[str]:

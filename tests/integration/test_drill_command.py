@@ -17,7 +17,7 @@ def test_drill_prints_verdicts_writes_allure_and_a_recheckable_run(tmp_path):
     runs, allure = tmp_path / "runs", tmp_path / "allure"
     result = subprocess.run(
         [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(runs), "--alluredir", str(allure),
-         "-m", "groundtruth"],
+         "-m", "groundtruth", "--report-dir", str(tmp_path / "report")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -32,7 +32,9 @@ def test_drill_prints_verdicts_writes_allure_and_a_recheckable_run(tmp_path):
     step_names = [step["name"] for step in allure_result["steps"]]
     assert any("the experiment" in name for name in step_names)
     attachments = {a["name"] for a in allure_result.get("attachments", [])}
-    assert {"results.json", "journal.json", "verdicts"} <= attachments
+    assert {"results.json", "journal.json", "verdicts", "timeline"} <= attachments
+    assert (run_dir / "timeline.png").read_bytes().startswith(b"\x89PNG")
+    assert "DR test report:" in out and (tmp_path / "report" / "dr-test-report.html").is_file()
     assert any(p["name"] == "run directory" and p.get("excluded") for p in allure_result["parameters"])
 
     recheck = subprocess.run([sys.executable, "-m", "drdrill.cli", "check", "--json", str(run_dir)],
@@ -50,7 +52,7 @@ def test_sigterm_to_the_drill_command_stops_the_session_cleanly(tmp_path):
     runs = tmp_path / "runs"
     process = subprocess.Popen(
         [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(runs), "--alluredir",
-         str(tmp_path / "allure"), "-m", "groundtruth"],
+         str(tmp_path / "allure"), "-m", "groundtruth", "--report-dir", str(tmp_path / "report")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while True:  # mid-experiment: the fault action has started

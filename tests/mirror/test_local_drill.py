@@ -20,7 +20,8 @@ def test_the_nightly_suite_runs_end_to_end_on_the_mirror(tmp_path):
     state = tmp_path / "state.json"
     result = subprocess.run(
         [sys.executable, "-m", "drdrill.cli", "drill", "--suite", "nightly",
-         "--runs-dir", str(tmp_path / "runs"), "--alluredir", str(tmp_path / "allure")],
+         "--runs-dir", str(tmp_path / "runs"), "--alluredir", str(tmp_path / "allure"),
+         "--report-dir", str(tmp_path / "report")],
         capture_output=True, text=True, timeout=1500, cwd=tmp_path,
         env={**os.environ, "DRDRILL_MIRROR_STATE": str(state)})
     out = result.stdout
@@ -50,5 +51,7 @@ def test_the_nightly_suite_runs_end_to_end_on_the_mirror(tmp_path):
     steps = [s["step"] for s in find(failover, "runbook")["evidence"]["steps"]]
     assert steps == ["detect", "declare", "scale-up", "promote", "dns", "deploy", "validate", "notify"]
     assert find(failover, "served-by:dr")["validity"] == "valid"
+    report = (tmp_path / "report" / "dr-test-report.md").read_text()
+    assert "**VALID** — 4 scenario(s)" in report and report.count("![timeline") == 4
     # the drill brought the mirror up, so it took it down (down removes the state file)
     assert not state.exists()
