@@ -325,7 +325,7 @@ def _preflight(command: list[str], env: dict[str, str]) -> int | None:
     result = subprocess.run([*command, "--collect-only", "-q"], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True)  # fmt: skip
     if result.returncode == 0:
-        selected = [line for line in result.stdout.splitlines() if "::" in line]
+        selected = [line for line in result.stdout.splitlines() if line.strip().startswith("<Function ")]
         print(f"drdrill: pre-flight passed: {len(selected)} scenario(s), every step defined, every "
               "experiment valid", flush=True)  # fmt: skip
         return None
