@@ -286,13 +286,9 @@ def _resolve(sel: Selector, state: MirrorState, client: docker.DockerClient) -> 
 
 
 def _leader_member(state: MirrorState, region_name: str) -> str | None:
-    for member in state.patroni(region_name).values():
-        with contextlib.suppress(OSError, ValueError):
-            cluster = _get_json(member["rest"] + "/cluster", 1.0)
-            for m in cluster.get("members", []):
-                if m.get("role") in ("leader", "standby_leader"):
-                    return m.get("name")
-    return None
+    from drdrill.mirror.probes import patroni_leader
+
+    return patroni_leader(state, region_name)
 
 
 # --------------------------------------------------------------------------------------- faults
@@ -1042,19 +1038,13 @@ def _wait_cluster(state: MirrorState, region_name: str, deadline: float) -> None
 # --------------------------------------------------------------------------------------- helpers
 
 
-def _get_json(url: str, timeout_s: float = 1.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        return json.loads(response.read())
-
-
 def _cluster(state: MirrorState, region_name: str) -> dict[str, Any]:
-    error: Exception | None = None
-    for member in state.patroni(region_name).values():
-        try:
-            return _get_json(member["rest"] + "/cluster", 1.0)
-        except (OSError, ValueError) as exc:
-            error = exc
-    raise TargetError(f"no Patroni REST API of region {region_name} answers: {error}")
+    from drdrill.mirror.probes import patroni_cluster
+
+    cluster = patroni_cluster(state, region_name)
+    if not cluster:
+        raise TargetError(f"no Patroni REST API of region {region_name} answers")
+    return cluster
 
 
 def _patch_config(state: MirrorState, region_name: str, patch: dict[str, Any]) -> dict[str, Any]:

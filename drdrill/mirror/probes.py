@@ -98,13 +98,29 @@ def service_health(
 
 
 def patroni_cluster(state: MirrorState | None, region: str) -> dict[str, Any]:
-    """Patroni's ``/cluster`` of ``region`` from the first member that answers ({} if none does)."""
+    """Patroni's ``/cluster`` of ``region`` as its leader sees it ({} if no member answers).
+
+    A member back from a partition keeps reporting its stale view of the cluster until its DCS
+    watch catches up (it may still name itself leader), so the view is taken from the one member
+    whose own ``/patroni`` says it leads; without exactly one such member, from the first that
+    answers.
+    """
     state = state or load_state()
     _check_region(state, region)
+    views: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for member in state.patroni(region).values():
         with contextlib.suppress(OSError, ValueError):
-            return _get_json(member["rest"] + "/cluster", 1.0)
-    return {}
+            cluster = _get_json(member["rest"] + "/cluster", 1.0)
+            own: dict[str, Any] = {}
+            with contextlib.suppress(OSError, ValueError):
+                own = _get_json(member["rest"] + "/patroni", 1.0)
+            views.append((own, cluster))
+    leading = [cluster for own, cluster in views
+               if own.get("role") in ("primary", "master", "standby_leader")
+               and own.get("state") in ("running", "streaming")]  # fmt: skip
+    if len(leading) == 1:
+        return leading[0]
+    return views[0][1] if views else {}
 
 
 def patroni_leader(state: MirrorState | None, region: str) -> str | None:
