@@ -184,9 +184,14 @@ def _issues(scenario: Scenario, run: RunDir) -> list[Issue]:
             probes = [p.get("activity", {}).get("name") for p in
                       (data.get("steady_states") or {}).get("after", {}).get("probes", [])
                       if not p.get("tolerance_met", True)]
+            views = [r["output"]["view"] for r in data.get("run") or []
+                     if isinstance(r.get("output"), dict) and isinstance(r["output"].get("view"), dict)]
+            down = [f"{svc} (HTTP {v.get('status')})" for svc, v in (views[-1] if views else {}).items()
+                    if not v.get("served")]  # fmt: skip
+            where = f"; still not served when the method ended: {', '.join(down)}" if down else ""
             found.append(Issue(scenario.name, "unhealthy component after the experiment",
                                f"The steady-state hypothesis did not hold after the method: "
-                               f"{', '.join(p for p in probes if p) or 'see the journal'}.",
+                               f"{', '.join(p for p in probes if p) or 'see the journal'}{where}.",
                                "A component did not heal by itself before the rollback; find which "
                                "in the journal and add self-healing or a runbook step for it.",
                                "runbook"))
