@@ -175,7 +175,7 @@ class Drill:
         finally:
             self.writer.close()
         try:
-            return self.run.check()
+            return self.run.check(self.history())
         except Exception as exc:  # noqa: BLE001 - a crash here must not hide the scenario's own error
             log.warning("could not check %s: %s", self.run.path, exc)
             return None

@@ -202,7 +202,7 @@ def drill(request: pytest.FixtureRequest, drdrill_target, drdrill_config):
         yield current
     finally:
         result = current.close()
-        _attach_run(run, result)
+        _attach_run(run, result, current)
 
 
 # ---------------------------------------------------------------------- verdicts
@@ -246,7 +246,7 @@ def _attach_text(name: str, body: str) -> None:
         allure.attach(body, name=name, attachment_type=allure.attachment_type.TEXT)
 
 
-def _attach_run(run: RunDir, result: CheckResult | None) -> None:
+def _attach_run(run: RunDir, result: CheckResult | None, drill: Any) -> None:
     allure = _allure()
     if allure is None:
         return
@@ -261,7 +261,7 @@ def _attach_run(run: RunDir, result: CheckResult | None) -> None:
         try:
             from drdrill.report.timeline import plot_timeline
 
-            history = run.history()
+            history = drill.history()  # the one the verdicts were computed from
             if history.n:
                 plot = plot_timeline(history, run.config(), result, run.path / "timeline.png",
                                      title=run.meta().get("scenario", ""))

@@ -56,23 +56,19 @@ import docker.errors
 
 from drdrill.errors import TargetError
 from drdrill.mirror.lifecycle import (
-    LOCALHOST,
+    PUBLISHED,
     MirrorState,
     load_state,
     published_ports,
     scale,
+    set_endpoints,
     set_weights,
 )
 from drdrill.mirror.plan import (
-    ADMIN_PORT,
     BIN_DIR,
     DATA_DIR,
-    HTTP_PORT,
     LABEL,
-    PATRONI_PORT,
-    REDIS_PORT,
     SQL_PORT,
-    SUPERUSER,
     WAN,
 )
 
@@ -518,12 +514,9 @@ def _refresh_endpoints(
     state: MirrorState, client: docker.DockerClient, ids: list[str], wait_s: float = 5.0
 ) -> None:
     """Record the host ports Docker gave restarted or reconnected containers (they may change)."""
-    entries = [c for c in state.data["containers"] if c["id"] in set(ids)]
-    wanted = {"postgres": (PATRONI_PORT, SQL_PORT), "alb": (SQL_PORT, HTTP_PORT, ADMIN_PORT),
-              "redis": (REDIS_PORT,), "dns": (HTTP_PORT, ADMIN_PORT)}  # fmt: skip
     changed = False
-    for entry in entries:
-        need = wanted.get(entry["role"])
+    for entry in [c for c in state.data["containers"] if c["id"] in set(ids)]:
+        need = PUBLISHED.get(entry["role"])
         if not need:
             continue
         deadline = time.monotonic() + wait_s
@@ -531,30 +524,9 @@ def _refresh_endpoints(
         while not all(p in ports for p in need) and time.monotonic() < deadline:
             time.sleep(0.1)
             ports = published_ports(client, entry["id"])
-        if not all(p in ports for p in need):
-            continue
-        if entry["role"] == "dns":
-            g = state.data["global"]
-            g["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
-            g["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
+        if all(p in ports for p in need):
+            set_endpoints(state, entry, ports)
             changed = True
-            continue
-        r = state.regions[entry["region"]]
-        if entry["role"] == "alb":
-            r["sql"] = {"host": LOCALHOST, "port": ports[SQL_PORT]}
-            r["dsn"] = (
-                f"host={LOCALHOST} port={ports[SQL_PORT]} user={SUPERUSER[0]} "
-                f"password={SUPERUSER[1]} dbname=postgres"
-            )
-            r["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
-            r["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
-        elif entry["role"] == "redis":
-            r["redis"] = f"redis://{LOCALHOST}:{ports[REDIS_PORT]}/0"
-        elif entry["role"] == "postgres":
-            m = r["patroni"][entry["member"]]
-            m["rest"] = f"http://{LOCALHOST}:{ports[PATRONI_PORT]}"
-            m["sql"] = {"host": LOCALHOST, "port": ports[SQL_PORT]}
-        changed = True
     if changed and state.path is not None:
         with contextlib.suppress(OSError):
             state.save()

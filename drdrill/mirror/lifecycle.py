@@ -96,10 +96,12 @@ from drdrill.mirror.topology import Topology, load_topology
 __all__ = [
     "DEFAULT_STATE",
     "MirrorState",
+    "PUBLISHED",
     "MirrorStatus",
     "down",
     "load_state",
     "scale",
+    "set_endpoints",
     "set_weights",
     "state_path",
     "status",
@@ -618,28 +620,41 @@ def _record_endpoints(
         if spec.networks[0].ip:
             entry["ip"] = spec.networks[0].ip
         data["containers"].append(entry)
-        if spec.role == "dns":
-            data["global"]["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
-            data["global"]["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
-            continue
-        region = data["regions"][spec.region]
-        if spec.role == "alb":
-            region["sql"] = {"host": LOCALHOST, "port": ports[SQL_PORT]}
-            region["dsn"] = (
-                f"host={LOCALHOST} port={ports[SQL_PORT]} user={SUPERUSER[0]} "
-                f"password={SUPERUSER[1]} dbname=postgres"
-            )
-            region["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
-            region["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
-        elif spec.role == "redis":
-            region["redis"] = f"redis://{LOCALHOST}:{ports[REDIS_PORT]}/0"
-        elif spec.role == "postgres":
-            region["patroni"][spec.extra["member"]] = {
-                "az": spec.az,
-                "container": spec.name,
-                "rest": f"http://{LOCALHOST}:{ports[PATRONI_PORT]}",
-                "sql": {"host": LOCALHOST, "port": ports[SQL_PORT]},
-            }
+        if spec.role == "postgres":
+            data["regions"][spec.region]["patroni"][spec.extra["member"]] = {
+                "az": spec.az, "container": spec.name}
+        set_endpoints(state, entry, ports)
+
+
+# Container ports each role publishes on 127.0.0.1 (what :func:`set_endpoints` records).
+PUBLISHED = {"postgres": (PATRONI_PORT, SQL_PORT), "alb": (SQL_PORT, HTTP_PORT, ADMIN_PORT),
+             "redis": (REDIS_PORT,), "dns": (HTTP_PORT, ADMIN_PORT)}  # fmt: skip
+
+
+def set_endpoints(state: MirrorState, entry: dict[str, Any], ports: dict[int, int]) -> None:
+    """Record in the state where container ``entry`` (a state container entry) is reached on
+    127.0.0.1, from its published ``ports`` (container port -> host port)."""
+    role = entry["role"]
+    if role == "dns":
+        state.data["global"]["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
+        state.data["global"]["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
+        return
+    region = state.data["regions"][entry["region"]]
+    if role == "alb":
+        region["sql"] = {"host": LOCALHOST, "port": ports[SQL_PORT]}
+        region["dsn"] = (
+            f"host={LOCALHOST} port={ports[SQL_PORT]} user={SUPERUSER[0]} "
+            f"password={SUPERUSER[1]} dbname=postgres"
+        )
+        region["http"] = f"http://{LOCALHOST}:{ports[HTTP_PORT]}"
+        region["admin"] = {"host": LOCALHOST, "port": ports[ADMIN_PORT]}
+    elif role == "redis":
+        region["redis"] = f"redis://{LOCALHOST}:{ports[REDIS_PORT]}/0"
+    elif role == "postgres":
+        region["patroni"][entry["member"]].update(
+            rest=f"http://{LOCALHOST}:{ports[PATRONI_PORT]}",
+            sql={"host": LOCALHOST, "port": ports[SQL_PORT]},
+        )
 
 
 # --------------------------------------------------------------------------------- readiness

@@ -167,22 +167,8 @@ def test_sigterm_during_the_rollbacks_waits_until_they_are_done(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is not None  # handlers restored
 
 
-SIGTERM_RUN = """
-import sys
-from drdrill.chaos.runner import run_experiment
-from drdrill.history import HistoryWriter
-from tests.integration.test_chaos_runner import experiment, python_activity
-from pathlib import Path
-tmp = Path(sys.argv[1])
-exp = experiment(tmp / "marks", [python_activity("long-fault", "nap", seconds=30)])
-with HistoryWriter(tmp / "history.jsonl") as writer:
-    print("started", flush=True)
-    run_experiment(exp, writer, tmp / "journal.json")
-"""
-
-
 def test_sigterm_mid_fault_runs_the_rollbacks(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", SIGTERM_RUN, str(tmp_path)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, str(tmp_path)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 20
