@@ -1019,25 +1019,37 @@ def _cluster(state: MirrorState, region_name: str) -> dict[str, Any]:
     return cluster
 
 
-def _patch_config(state: MirrorState, region_name: str, patch: dict[str, Any]) -> dict[str, Any]:
+def _patch_config(state: MirrorState, region_name: str, patch: dict[str, Any],
+                  retry_s: float = 30.0) -> dict[str, Any]:  # fmt: skip
+    """PATCH the region's dynamic Patroni config through any member that takes it.
+
+    A member whose view of the DCS is not loaded yet (just back from a partition, etcd re-forming
+    its quorum) answers 409 or 503: another member is tried, and all again for up to ``retry_s``.
+    """
     body = json.dumps(patch).encode()
-    error: Exception | None = None
-    for member in state.patroni(region_name).values():
-        request = urllib.request.Request(
-            member["rest"] + "/config", data=body, method="PATCH",
-            headers={"Content-Type": "application/json"},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=5.0) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise TargetError(
-                f"Patroni of region {region_name} refused PATCH /config {patch}: "
-                f"{exc.code} {exc.read()[:200]!r}"
-            ) from exc
-        except (OSError, ValueError) as exc:
-            error = exc
-    raise TargetError(f"no Patroni REST API of region {region_name} answers: {error}")
+    error: str = ""
+    deadline = time.monotonic() + retry_s
+    while True:
+        for member in state.patroni(region_name).values():
+            request = urllib.request.Request(
+                member["rest"] + "/config", data=body, method="PATCH",
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=5.0) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                error = f"{exc.code} {exc.read()[:200]!r}"
+                if exc.code not in (409, 503):
+                    raise TargetError(
+                        f"Patroni of region {region_name} refused PATCH /config {patch}: {error}"
+                    ) from exc
+            except (OSError, ValueError) as exc:
+                error = str(exc)
+        if time.monotonic() > deadline:
+            raise TargetError(f"no Patroni member of region {region_name} took PATCH /config "
+                              f"{patch} within {retry_s:.0f} s; last answer: {error}")  # fmt: skip
+        time.sleep(0.5)
 
 
 def _post(state: MirrorState, region_name: str, member: str, path: str, body: dict) -> None:
