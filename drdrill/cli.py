@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     drill = commands.add_parser("drill", help="run Gherkin drills and print their verdicts",
                                 description="Run the Gherkin scenarios under features/ with pytest-bdd "
                                             "against a target, write a run directory per scenario and Allure "
-                                            "results, and print a verdict table.")
+                                            "results, print a verdict table, and build the DR test "
+                                            "report and the single-file Allure HTML report.")
     drill.add_argument("--suite", choices=list(SUITES),
                        help="nightly: the reduced chaos run for CI (service, database, AZ, a region "
                             "failover); annual: the full DR test (every variant, failover and failback). "
@@ -85,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--runs-dir", type=Path, default=PROJECT_ROOT / "reports" / "runs",
                        help="where run directories go (default: reports/runs)")
     drill.add_argument("--alluredir", type=Path, default=PROJECT_ROOT / "reports" / "allure-results",
-                       help="where Allure results go (default: reports/allure-results)")
+                       help="where Allure results go, emptied first (each run directory keeps its own "
+                            "copy in allure/) (default: reports/allure-results)")
     drill.add_argument("--report-dir", type=Path, default=PROJECT_ROOT / "reports" / "dr-report",
-                       help="where the DR test report of the drill goes (default: reports/dr-report)")
+                       help="where the drill's reports go: the DR test report (dr-test-report.html, "
+                            ".md) and the Allure report (allure-report.html, with its trend in "
+                            "allure-history.jsonl) (default: reports/dr-report)")
     validate = commands.add_parser(
         "validate", help="check features without running them (steps defined, experiments valid)",
         description="Collect the scenarios of the given feature files or directories (default: "
@@ -96,16 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "injected, no Docker needed.")  # fmt: skip
     validate.add_argument("paths", nargs="*", metavar="FEATURE", type=Path)
     report = commands.add_parser(
-        "report", help="build the DR test report (HTML + Markdown) from stored run directories",
+        "report", help="rebuild the DR test report and the Allure HTML from stored run directories",
         description="Re-judge the run directories (nothing is re-run) and write the stakeholders' DR "
-                    "test report: overall verdict, objectives against measured values per scenario, "
-                    "runbook step timings, timeline plots, issues found with suggested remediation, "
-                    "sign-off. The HTML is one self-contained file.")  # fmt: skip
+                    "test report (dr-test-report.html and .md: overall verdict, objectives against "
+                    "measured values per scenario, runbook step timings, timeline plots, issues found "
+                    "with suggested remediation, sign-off) and the Allure report (allure-report.html: "
+                    "every scenario with its evidence, and the trend of the runs before them). Each "
+                    "HTML is one self-contained file that opens without a network.")  # fmt: skip
     report.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", type=Path,
                         help="default: every run directory under reports/runs")
     report.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "dr-report",
                         help="output directory (default: reports/dr-report)")
     report.add_argument("--title", default="Disaster-recovery test report")
+    report.add_argument("--history", type=Path, metavar="JSONL",
+                        help="the Allure history the trend is drawn from, read only (default: "
+                             "OUT/allure-history.jsonl, which every drdrill drill extends)")
     commands.add_parser("steps", help="print the reference of every Gherkin step, with examples",
                         description="The step library for drill authors (docs/steps.md is this output).")
 
@@ -123,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     done = book_actions.add_parser("done", help="confirm that manual step STEP is done")
     done.add_argument("step", metavar="STEP")
     status = book_actions.add_parser("status", help="show which step waits for its operator")
-    book_actions.add_parser("steps", help="list the runbook's steps")
+    book_steps = book_actions.add_parser("steps", help="list the runbook's steps")
+    book_steps.add_argument("--markdown", action="store_true",
+                            help="print the runbook reference in Markdown (docs/runbook.md)")
     for sub in (done, status):
         sub.add_argument("--dir", type=Path, metavar="DIR",
                          help="the runbook directory (default: runbook/ beside the mirror state "
@@ -172,6 +183,9 @@ def cmd_runbook(args: argparse.Namespace) -> int:
     from drdrill import runbook
 
     if args.runbook_action == "steps":
+        if args.markdown:
+            print(runbook.reference(), end="")
+            return 0
         for step in runbook.STEPS.values():
             print(f"{step.name:12} {step.phase:14} {step.title}")
         return 0
@@ -238,7 +252,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         "-p", "no:cacheprovider", "-v", "--log-cli-level=INFO", "--log-cli-format=%(asctime)s %(message)s",
         "--log-cli-date-format=%H:%M:%S",
         f"--drdrill-target={target}", f"--drdrill-runs-dir={runs_dir}",
-        f"--alluredir={args.alluredir.resolve()}",
+        f"--alluredir={args.alluredir.resolve()}", "--clean-alluredir",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if args.keep_mirror:
@@ -272,6 +286,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         print("drdrill: the local target needs a Docker engine and the mirror's images", flush=True)
         ensure_docker(progress=lambda line: print(line, flush=True))
         build_images(progress=lambda line: print(line, flush=True))
+    allure_ready = _ensure_allure()
     code = _run_forwarding_sigterm(command, env)
     pytest_interrupted = 2
     after = sorted(set(runs_dir.glob("*")) - before) if runs_dir.is_dir() else []
@@ -283,18 +298,55 @@ def cmd_drill(args: argparse.Namespace) -> int:
     verdict = _verdict_table(after, time.monotonic() - started, args.alluredir)
     ran = [p for p in after if (p / "drill.json").is_file()]
     if ran:
-        from drdrill.report.dr_report import build_report
+        from drdrill.report.allure_results import store_results, write_executor
 
-        try:
-            paths = build_report(ran, args.report_dir)
-            print(f"DR test report: {paths['html']} (Markdown: {paths['markdown'].name})")
-        except Exception as exc:  # noqa: BLE001 - the verdicts stand without the report
-            print(f"drdrill: could not build the DR test report: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+        name = f"drdrill — {args.suite or target} drills"
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        with contextlib.suppress(OSError):  # names this run's point of the trend
+            write_executor(args.alluredir, f"{args.suite or target} drill, {when}", name)
+            store_results(args.alluredir)
+        _build_reports(ran, args.report_dir, args.alluredir if allure_ready else None, name)
     if code == pytest_interrupted:
         print("drdrill: the drill was interrupted; the verdicts above cover what ran", file=sys.stderr)
         return 130
     return verdict
+
+
+def _ensure_allure() -> bool:
+    """Allure (npm) installed before the drill, so its HTML can be built after; False if it cannot be."""
+    from drdrill.report.allure_html import ensure_allure
+
+    try:
+        ensure_allure(progress=lambda line: print(line, flush=True))
+        return True
+    except Exception as exc:  # noqa: BLE001 - the drill and its verdicts do not need Allure's HTML
+        print(f"drdrill: Allure is not available, the drill goes on without its HTML report: {exc}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return False
+
+
+def _build_reports(run_dirs: list[Path], out: Path, alluredir: Path | None, name: str) -> None:
+    """After a drill: the DR test report and the Allure HTML (extending its history) into ``out``.
+
+    A report that cannot be built is said on stderr: the verdicts stand without it.
+    """
+    from drdrill.report.allure_html import build_allure_html
+    from drdrill.report.dr_report import build_report
+
+    try:
+        paths = build_report(run_dirs, out)
+        print(f"DR test report: {paths['html']} (Markdown: {paths['markdown'].name})", flush=True)
+    except Exception as exc:  # noqa: BLE001 - the verdicts stand without the report
+        print(f"drdrill: could not build the DR test report: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if alluredir is not None:
+        try:
+            html = build_allure_html([alluredir], out, name=name,
+                                     progress=lambda line: print(line, flush=True))  # fmt: skip
+            print(f"Allure report: {html} (one self-contained file; trend kept in "
+                  f"{out / 'allure-history.jsonl'})", flush=True)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - as above
+            print(f"drdrill: could not build the Allure HTML report: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)  # fmt: skip
 
 
 def _run_forwarding_sigterm(command: list[str], env: dict[str, str]) -> int:
@@ -338,7 +390,10 @@ def _preflight(command: list[str], env: dict[str, str]) -> int | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from drdrill.report.dr_report import build_report
+    import tempfile
+
+    from drdrill.report.allure_results import collect_results
+    from drdrill.run import RunDir
 
     runs = list(args.run_dirs)
     if not runs:
@@ -346,10 +401,27 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs = sorted(p for p in base.glob("*") if (p / "drill.json").is_file()) if base.is_dir() else []
         if not runs:
             raise DrdrillError(f"no run directory under {base}; run a drill first or name RUN_DIRs")
-    print(f"drdrill: building the DR test report from {len(runs)} run(s)", flush=True)
-    paths = build_report(runs, args.out, title=args.title)
+    run_dirs = [RunDir.open(path).path for path in runs]  # every bad path fails before any work
+    print(f"drdrill: building the reports from {len(run_dirs)} run(s)", flush=True)
+    from drdrill.report.dr_report import build_report
+
+    paths = build_report(run_dirs, args.out, title=args.title)
     verdict = paths["validity"]
-    print(f"DR test report ({verdict.value.upper()}): {paths['html']}\n  Markdown: {paths['markdown']}")
+    print(f"DR test report ({verdict.value.upper()}): {paths['html']}\n  Markdown: {paths['markdown']}",
+          flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="drdrill-allure-results-") as tmp:
+        stored = collect_results(run_dirs, Path(tmp))
+        if not stored:
+            print("drdrill: these runs keep no Allure results (run before drdrill stored them); "
+                  "no Allure HTML", file=sys.stderr)  # fmt: skip
+        else:
+            from drdrill.report.allure_html import build_allure_html
+
+            history = args.history or args.out / "allure-history.jsonl"
+            html = build_allure_html([Path(tmp)], args.out, name=args.title, append_history=False,
+                                     history_path=history, progress=lambda line: print(line, flush=True))
+            print(f"Allure report ({stored} scenario(s); the trend of the runs before them in {history}): "
+                  f"{html}")  # fmt: skip
     return EXIT[verdict]
 
 

@@ -10,8 +10,16 @@ have a definition and every experiment a step names must exist and validate; oth
 stops with one message listing each problem at its file and line — before any fault is injected.
 
 Verdicts: :func:`require` turns a checker result into the test outcome: INVALID raises
-AssertionError (Allure: failed, a product defect); UNKNOWN raises :class:`Indeterminate`
+:class:`DataLost` (an RPO or lost-writes objective) or :class:`ObjectiveMissed` (any other), both
+AssertionErrors (Allure: failed, a product defect); UNKNOWN raises :class:`Indeterminate`
 (Allure: broken, not enough evidence).
+
+Allure (with ``--alluredir``): each scenario gets an epic (its fault class), story, severity (from
+the tiers it judges), a link to the runbook (ini ``drdrill_runbook_url``, default
+``docs/runbook.md``), its evidence (verdicts, RTO/RPO/runbook tables, lost keys, timeline plot,
+journal, final read) and its measured values as excluded parameters; the session writes
+``environment.properties`` and ``categories.json``, and at its end copies each scenario's result
+into its run directory (see :mod:`drdrill.report.allure_results`).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from drdrill.targets import TARGETS
 
 log = logging.getLogger("drdrill")
 
-__all__ = ["EXPERIMENT_STEP", "Indeterminate", "require"]
+__all__ = ["EXPERIMENT_STEP", "DataLost", "Indeterminate", "ObjectiveMissed", "require"]
 
 EXPERIMENT_STEP = 'the experiment "{name}" runs'
 MANUAL_STEP = 'the runbook steps "{steps}" are manual'
@@ -39,6 +47,14 @@ MANUAL_STEP = 'the runbook steps "{steps}" are manual'
 
 class Indeterminate(Exception):
     """The history cannot tell whether the objective was met (a checker said UNKNOWN)."""
+
+
+class ObjectiveMissed(AssertionError):
+    """A recovery objective was missed (RTO, a runbook step, the serving region, the saga)."""
+
+
+class DataLost(AssertionError):
+    """Acknowledged writes were lost, or the loss reached past the RPO objective."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="drill config YAML (default: drdrill.yaml if present, else the DR plan's objectives)")
     parser.addini("drdrill_experiment_dirs", type="paths", default=[],
                   help="directories searched for experiments named in steps (default: experiments)")
+    parser.addini("drdrill_runbook_url", default="",
+                  help="where Allure's runbook links point; #STEP is appended for a step "
+                       "(default: docs/runbook.md under the root, as a file: URL)")
 
 
 def experiment_dirs(config: pytest.Config) -> list[Path]:
@@ -185,8 +204,43 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
 _SCENARIO = pytest.StashKey[str]()
 
 
+def _alluredir(config: pytest.Config) -> Path | None:
+    value = getattr(config.option, "allure_report_dir", None)
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def _allure_environment(pytestconfig: pytest.Config, drdrill_target) -> None:
+    """Allure's environment (target, topology, versions, git revision) and categories, once a session."""
+    alluredir = _alluredir(pytestconfig)
+    if alluredir is None:
+        return
+    from drdrill.report.allure_results import environment, write_categories, write_environment
+
+    write_environment(alluredir, environment(drdrill_target, pytestconfig.rootpath))
+    write_categories(alluredir)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Each scenario's Allure result is copied into its run directory (``drdrill report`` rebuilds from it)."""
+    alluredir = _alluredir(session.config)
+    if alluredir is not None and alluredir.is_dir():
+        from drdrill.report.allure_results import store_results
+
+        try:
+            store_results(alluredir)
+        except OSError as exc:  # the drill's verdicts stand without the copy
+            log.warning("could not store the Allure results in the run directories: %s", exc)
+
+
+def runbook_url(config: pytest.Config, step: str = "") -> str:
+    """The runbook's address for Allure links (ini ``drdrill_runbook_url``), at ``step`` if given."""
+    base = config.getini("drdrill_runbook_url") or (config.rootpath / "docs" / "runbook.md").as_uri()
+    return f"{base}#{step}" if step else base
+
+
 @pytest.fixture
-def drill(request: pytest.FixtureRequest, drdrill_target, drdrill_config):
+def drill(request: pytest.FixtureRequest, drdrill_target, drdrill_config, _allure_environment):
     """One drill per scenario, with its own run directory; always closed (traffic stopped, results written)."""
     from drdrill.drill import Drill
 
@@ -198,11 +252,18 @@ def drill(request: pytest.FixtureRequest, drdrill_target, drdrill_config):
                         nodeid=request.node.nodeid)
     current = Drill(drdrill_target, drdrill_config, run, experiment_dirs(request.config))
     _allure_parameter("run directory", str(run.path))
+    _label_scenario(request, scenario)
     try:
         yield current
     finally:
         result = current.close()
-        _attach_run(run, result, current)
+        _attach_run(run, result, current, request.config)
+    failed = run.failed_rollbacks()
+    if failed:  # the verdicts stand; the platform may not be restored for the next scenario
+        from drdrill.errors import TargetError
+
+        raise TargetError(f"rollback failed in {run.path}: {'; '.join(failed)}; the platform may "
+                          "not be restored: check it (drdrill mirror status) before the next drill")
 
 
 # ---------------------------------------------------------------------- verdicts
@@ -212,7 +273,8 @@ def require(result: CheckResult) -> CheckResult:
     """Attach ``result`` and turn it into the step's outcome (see the module docstring)."""
     _attach_text(f"verdict {result.name}", _render(result))
     if result.validity is Validity.INVALID:
-        raise AssertionError(" ".join(result.explanation) or f"{result.name} is invalid")
+        kind = DataLost if result.name.startswith(("rpo", "lost")) else ObjectiveMissed
+        raise kind(" ".join(result.explanation) or f"{result.name} is invalid")
     if result.validity is Validity.UNKNOWN:
         raise Indeterminate(" ".join(result.explanation) or f"{result.name} is unknown")
     return result
@@ -234,7 +296,7 @@ def _allure() -> Any:
     return allure
 
 
-def _allure_parameter(name: str, value: str) -> None:
+def _allure_parameter(name: str, value: Any) -> None:
     allure = _allure()
     if allure is not None:
         allure.dynamic.parameter(name, value, excluded=True)
@@ -246,10 +308,25 @@ def _attach_text(name: str, body: str) -> None:
         allure.attach(body, name=name, attachment_type=allure.attachment_type.TEXT)
 
 
-def _attach_run(run: RunDir, result: CheckResult | None, drill: Any) -> None:
+def _label_scenario(request: pytest.FixtureRequest, scenario: str) -> None:
     allure = _allure()
     if allure is None:
         return
+    from drdrill.report.allure_results import epic
+
+    allure.dynamic.epic(epic(m.name for m in request.node.iter_markers()))
+    allure.dynamic.story(scenario)
+    allure.dynamic.link(runbook_url(request.config), name="DR runbook")
+
+
+def _attach_run(run: RunDir, result: CheckResult | None, drill: Any, config: pytest.Config) -> None:
+    allure = _allure()
+    if allure is None:
+        return
+    from drdrill.report.allure_results import evidence_tables, measured_parameters, severity
+
+    drill_config = run.config()
+    allure.dynamic.label("severity", severity(drill_config, run.meta().get("judgements", [])))
     for path, kind in ((run.results_path, allure.attachment_type.JSON),
                        (run.journal_path, allure.attachment_type.JSON),
                        (run.final_read_path, allure.attachment_type.JSON)):
@@ -258,6 +335,15 @@ def _attach_run(run: RunDir, result: CheckResult | None, drill: Any) -> None:
     if result is not None:
         summary = "\n".join(_summary_lines(result))
         allure.attach(summary, name="verdicts", attachment_type=allure.attachment_type.TEXT)
+        for name, table in evidence_tables(result, drill_config).items():
+            kind = allure.attachment_type.TEXT if name == "lost keys" else allure.attachment_type.CSV
+            allure.attach(table, name=name, attachment_type=kind)
+        for name, value in measured_parameters(result).items():
+            _allure_parameter(name, value)
+        runbook = _find_result(result, "runbook")
+        for row in runbook.evidence.get("steps", []) if runbook is not None else []:
+            if row.get("status") != "ok":
+                allure.dynamic.link(runbook_url(config, row["step"]), name=f"runbook step {row['step']}")
         try:
             from drdrill.report.timeline import plot_timeline
 
@@ -268,6 +354,13 @@ def _attach_run(run: RunDir, result: CheckResult | None, drill: Any) -> None:
                 allure.attach.file(str(plot), name="timeline", attachment_type=allure.attachment_type.PNG)
         except Exception as exc:  # noqa: BLE001 - a plot must never hide the scenario's verdict
             log.warning("no timeline plot for %s: %s", run.path, exc)
+
+
+def _find_result(result: CheckResult, name: str) -> CheckResult | None:
+    try:
+        return result.find(name)
+    except KeyError:
+        return None
 
 
 def _summary_lines(result: CheckResult, depth: int = 0) -> list[str]:

@@ -160,6 +160,21 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise HistoryError(f"{self.final_read_path}: not valid JSON: {exc}") from exc
 
+    def failed_rollbacks(self) -> list[str]:
+        """The experiment's rollbacks that did not succeed (``name: error``), from the journal."""
+        try:
+            journal = json.loads(self.journal_path.read_text())
+        except (OSError, ValueError):
+            return []
+        failed = []
+        for record in journal.get("rollbacks") or []:
+            if record.get("status") not in (None, "succeeded"):
+                name = (record.get("activity") or {}).get("name", "?")
+                error = record.get("exception") or record.get("status")  # chaoslib: traceback lines
+                lines = "".join(error).strip().splitlines() if isinstance(error, list) else [str(error)]
+                failed.append(f"{name}: {lines[-1] if lines else record.get('status')}")
+        return failed
+
     def history(self) -> History:
         return load_history(self.history_path)
 

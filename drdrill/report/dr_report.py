@@ -177,6 +177,10 @@ def _issues(scenario: Scenario, run: RunDir) -> list[Issue]:
         node = _find(result, f"rpo:{data_class}")
         if node is not None and node.metrics.get("lost_count") and data_class not in reported:
             found.append(_data_issue(scenario.name, node, " ".join(node.explanation[:2])))
+    for failed in run.failed_rollbacks():
+        found.append(Issue(scenario.name, "a rollback failed", f"Rollback {failed}.",
+                           "The platform may not have been restored after this scenario: check its "
+                           "health before trusting the next one, and fix the rollback.", "runbook"))
     journal = run.journal_path
     if journal.is_file():
         data = json.loads(journal.read_text())

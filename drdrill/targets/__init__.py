@@ -13,6 +13,8 @@ A target offers what a drill needs from the platform:
                                  region, AZ, service...): checked before the experiment runs
 ``pending_payments()``           ``{"pending": N, "oldest_pending_age_s": S}``: payments a saga has
                                  not settled yet (None when the target has no sagas)
+``describe()``                   what the platform is, for the report's environment: topology and
+                                 component versions, ``{name: text}``
 """
 
 from __future__ import annotations
@@ -38,3 +40,5 @@ class Target(Protocol):
     def experiment_problems(self, experiment: dict[str, Any]) -> list[str]: ...
 
     def pending_payments(self) -> dict[str, Any] | None: ...
+
+    def describe(self) -> dict[str, str]: ...

@@ -56,6 +56,11 @@ class GroundTruthTarget:
         """None: the ground-truth service has no sagas."""
         return None
 
+    def describe(self) -> dict[str, str]:
+        """One process on 127.0.0.1 whose outages and data loss are known exactly."""
+        return {"topology": "ground-truth service (drdrill.testing.groundtruth): one process, "
+                            "scripted outages and data loss"}
+
     def truth(self) -> dict[str, Any]:
         """What really happened (outages, lost writes): for tests and benchmarks."""
         return self.service.truth()

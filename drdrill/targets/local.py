@@ -97,6 +97,24 @@ class LocalTarget:
         topology = load_topology(self.state.data["topology"]) if self.state is not None else None
         return experiment_problems(experiment, topology, self.experiment_configuration())
 
+    def describe(self) -> dict[str, str]:
+        """The mirror's topology (regions, AZs, database members) and component versions."""
+        from drdrill.mirror.topology import load_topology
+
+        if self.state is None:
+            return {"topology": "local mirror (down)"}
+        topology = load_topology(self.state.data["topology"])
+        out = {"topology": f"{topology.name} (local Docker mirror {self.state.mirror_id})"}
+        for region in topology.regions:
+            out[f"region.{region.name}"] = (
+                f"{region.role}, AZs {', '.join(region.azs)}; Patroni members in AZs "
+                f"{', '.join(region.database)}; weight {region.weight}")
+        out.update({f"version.{name}": str(v) for name, v in topology.versions.items()})
+        timings = topology.patroni
+        out["patroni.timings"] = (f"ttl {timings.ttl} s, loop_wait {timings.loop_wait} s, retry_timeout "
+                                  f"{timings.retry_timeout} s, synchronous_mode {timings.synchronous_mode}")
+        return out
+
     def experiment_configuration(self) -> dict[str, Any]:
         path = self.state.path if self.state is not None else None
         return {"mirror_state": str(path) if path else ""}

@@ -53,5 +53,19 @@ def test_the_nightly_suite_runs_end_to_end_on_the_mirror(tmp_path):
     assert find(failover, "served-by:dr")["validity"] == "valid"
     report = (tmp_path / "report" / "dr-test-report.md").read_text()
     assert "**VALID** — 4 scenario(s)" in report and report.count("![timeline") == 4
+    # the nightly's Allure report: one offline file, every scenario with its epic and evidence
+    from drdrill.report.allure_html import embedded_files, external_urls
+
+    page = (tmp_path / "report" / "allure-report.html").read_text()
+    assert external_urls(page) == []
+    cases = [json.loads(v) for k, v in embedded_files(page).items() if k.startswith("data/test-cases/")]
+    assert sorted(c["status"] for c in cases) == ["passed"] * 4
+    epics = {label["value"] for c in cases for label in c["labels"] if label["name"] == "epic"}
+    assert epics == {"Service failure", "Database failure", "Availability-zone failure", "Region failure"}
+    failover = next(c for c in cases if "cross-region" in json.dumps(c["testStage"]["steps"]))
+    attachments = {a["name"] for a in failover["testStage"]["attachments"]}
+    assert {"timeline", "RTO", "RPO", "runbook steps", "journal.json"} <= attachments
+    environment = {e["name"] for e in json.loads(embedded_files(page)["widgets/environment.json"])}
+    assert {"target", "topology", "version.patroni", "drdrill.git_revision"} <= environment
     # the drill brought the mirror up, so it took it down (down removes the state file)
     assert not state.exists()

@@ -119,6 +119,16 @@ def test_the_step_reference_in_docs_is_the_generated_one():
     assert all(s["example"] for s in steps()), "every step's docstring needs an Example: line"
 
 
+def test_the_runbook_reference_in_docs_is_the_generated_one():
+    from drdrill import runbook
+
+    text = (ROOT / "docs" / "runbook.md").read_text()
+    assert text == runbook.reference(), \
+        "docs/runbook.md is stale: regenerate it with `drdrill runbook steps --markdown > docs/runbook.md`"
+    for name in runbook.STEPS:  # Allure's runbook links land on an anchor of each step
+        assert f'<a id="{name}"></a>' in text
+
+
 def test_validate_points_at_the_file_and_line_of_a_problem(tmp_path):
     feature = tmp_path / "draft.feature"
     feature.write_text("@mirror\nFeature: draft\n  Scenario: typo\n"

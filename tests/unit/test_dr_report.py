@@ -67,3 +67,17 @@ def test_the_timeline_shades_the_fault_until_the_rollback(tmp_path):
     run = make_run(tmp_path, "plotted")
     path = plot_timeline(run.history(), run.config(), None, tmp_path / "t.png", title="x")
     assert path.read_bytes().startswith(PNG) and path.stat().st_size > 10_000
+
+
+def test_a_failed_rollback_is_an_issue_of_the_report(tmp_path):
+    import json
+
+    run = make_run(tmp_path, "rollback broke")
+    run.journal_path.write_text(json.dumps({"status": "completed", "rollbacks": [
+        {"status": "succeeded", "activity": {"name": "undo-faults"}},
+        {"status": "failed", "activity": {"name": "restore-mirror"},
+         "exception": ["Traceback ...\n", "drdrill.errors.TargetError: Patroni answered 503\n"]},
+    ]}))
+    assert run.failed_rollbacks() == ["restore-mirror: drdrill.errors.TargetError: Patroni answered 503"]
+    md = build_report([run.path], tmp_path / "report")["markdown"].read_text()
+    assert "**a rollback failed**" in md and "Patroni answered 503" in md
