@@ -69,10 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nightly: the reduced chaos run for CI (service, database, AZ, a region "
                             "failover); annual: the full DR test (every variant, failover and failback). "
                             "Implies --target local")
-    drill.add_argument("--target", default=None, choices=["groundtruth", "local"],
+    drill.add_argument("--target", default=None, choices=["groundtruth", "local", "aws"],
                        help="platform to drill: groundtruth (the exact-truth test service; the default "
-                            "without --suite) or local (the Docker mirror; brought up unless one is up, "
-                            "taken down after)")
+                            "without --suite), local (the Docker mirror; brought up unless one is up, "
+                            "taken down after; the default with --suite) or aws (the AWS mirror of "
+                            "--aws-config, behind its guardrails)")
+    drill.add_argument("--aws-config", type=Path, metavar="YAML",
+                       help="with --target aws: the AWS mirror's description and guardrails (default "
+                            "$DRDRILL_AWS_CONFIG; example: examples/aws-mirror.yaml)")
+    drill.add_argument("--dry-run", action="store_true",
+                       help="print what each selected scenario's experiment would do (with --target aws: "
+                            "every AWS operation, resolved, and the guardrails' verdict) and change nothing")
     drill.add_argument("--manual", metavar="STEPS",
                        help="runbook steps an operator performs and confirms with `drdrill runbook done "
                             "STEP` (comma-separated, or all), e.g. declare,dns")
@@ -245,6 +252,8 @@ def _tree(result: CheckResult, verbose: bool, depth: int = 0) -> list[str]:
 
 def cmd_drill(args: argparse.Namespace) -> int:
     target = args.target or ("local" if args.suite else "groundtruth")
+    if args.aws_config is not None and target != "aws":
+        raise DrdrillError("--aws-config is for --target aws")
     runs_dir = args.runs_dir.resolve()
     before = set(runs_dir.glob("*")) if runs_dir.is_dir() else set()
     command = [
@@ -262,6 +271,11 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
         load_config(args.config)  # a malformed config is refused here, before anything starts
         command.append(f"--drdrill-config={args.config.resolve()}")
+    if target == "aws":
+        from drdrill.aws.config import load_aws_config
+
+        mirror = load_aws_config(args.aws_config)  # a malformed or missing config is refused here
+        command.append(f"--drdrill-aws-config={Path(mirror.source).resolve()}")
     if args.manual:
         from drdrill import runbook
 
@@ -279,6 +293,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
     preflight = _preflight(command, env)
     if preflight is not None:
         return preflight
+    if args.dry_run:
+        return _dry_run(command, env, target)
     if target == "local":
         from drdrill.mirror.engine import ensure_docker
         from drdrill.mirror.images import build_images
@@ -310,6 +326,38 @@ def cmd_drill(args: argparse.Namespace) -> int:
         print("drdrill: the drill was interrupted; the verdicts above cover what ran", file=sys.stderr)
         return 130
     return verdict
+
+
+def _dry_run(command: list[str], env: dict[str, str], target: str) -> int:
+    """Print the plan of every selected scenario (``--drdrill-plan``); 0, or 3 when a guardrail refuses."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="drdrill-plan-") as tmp:
+        plan_path = Path(tmp) / "plan.json"
+        result = subprocess.run([*command, "--collect-only", "-q", f"--drdrill-plan={plan_path}"],
+                                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+        if not plan_path.is_file():
+            print(result.stdout[-4000:] + result.stderr[-4000:], file=sys.stderr)
+            print("drdrill: the dry run could not plan the drill", file=sys.stderr)
+            return EXIT_NOT_RUN
+        plan = json.loads(plan_path.read_text())
+    print(f"drdrill: dry run against the {target} target: what the drill would do; nothing was changed\n")
+    for entry in plan["scenarios"]:
+        print(f"scenario: {entry['scenario']}")
+        if entry.get("experiment"):
+            print(f"  ({entry['where']}; {entry['experiment']})")
+        for line in entry["lines"]:
+            print(f"  {line}")
+        for problem in entry["problems"]:
+            print(f"  REFUSED: {problem}")
+        print()
+    if plan["refused"]:
+        print("drdrill: the guardrails refuse this drill (see REFUSED above); it would change nothing",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_NOT_RUN
+    print(f"drdrill: {len(plan['scenarios'])} scenario(s) planned; every guardrail holds. Run without "
+          "--dry-run to drill.")  # fmt: skip
+    return 0
 
 
 def _ensure_allure() -> bool:

@@ -6,6 +6,7 @@
     ├── TrafficError             the synthetic traffic could not start, flow or stop
     ├── ExperimentError          an experiment is unknown, malformed or invalid (names the file)
     ├── TargetError              the platform under test cannot be reached or refuses an operation
+    │   └── GuardrailError       the aws target refused to act: account, region, tag or blast radius
     └── RunbookError             a runbook step is unknown, or its operator did not confirm it in time
 
 Messages say what happened and what to do next.
@@ -17,6 +18,7 @@ __all__ = [
     "ConfigError",
     "DrdrillError",
     "ExperimentError",
+    "GuardrailError",
     "HistoryError",
     "RunbookError",
     "TargetError",
@@ -50,3 +52,7 @@ class TargetError(DrdrillError):
 
 class RunbookError(DrdrillError):
     """A runbook step is unknown, or its operator did not confirm it in time."""
+
+
+class GuardrailError(TargetError):
+    """The aws target refused to act outside its allow-lists, untagged resources or blast radius."""

@@ -65,6 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave the local mirror up after the session (default: take down what was brought up)")
     group.addoption("--drdrill-runs-dir", default="reports/runs",
                     help="where run directories are written (default: reports/runs)")
+    group.addoption("--drdrill-aws-config", default=None,
+                    help="with --drdrill-target aws: the AWS mirror's description (default $DRDRILL_AWS_CONFIG)")
+    group.addoption("--drdrill-plan", default=None, metavar="FILE",
+                    help="dry run: after the pre-flight, write what each selected scenario's experiment "
+                         "would do to FILE (JSON) and run nothing")
     group.addoption("--drdrill-config", default=None,
                     help="drill config YAML (default: drdrill.yaml if present, else the DR plan's objectives)")
     parser.addini("drdrill_experiment_dirs", type="paths", default=[],
@@ -75,12 +80,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def experiment_dirs(config: pytest.Config) -> list[Path]:
-    return list(config.getini("drdrill_experiment_dirs")) or [config.rootpath / "experiments"]
+    """Where experiments are looked up: the target's own subdirectory first (``experiments/aws``)."""
+    dirs = list(config.getini("drdrill_experiment_dirs")) or [config.rootpath / "experiments"]
+    target = config.getoption("--drdrill-target")
+    return [*(d / target for d in dirs if (d / target).is_dir()), *dirs]
 
 
 # ---------------------------------------------------------------------- target tags
 
-TARGET_TAGS = {"groundtruth": "groundtruth", "mirror": "local"}
+TARGET_TAGS = {"groundtruth": {"groundtruth"}, "mirror": {"local", "aws"}}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,7 +103,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     target = config.getoption("--drdrill-target")
     keep, dropped = [], []
     for item in items:
-        wanted = {TARGET_TAGS[m.name] for m in item.iter_markers() if m.name in TARGET_TAGS}
+        wanted = {t for m in item.iter_markers() if m.name in TARGET_TAGS for t in TARGET_TAGS[m.name]}
         (dropped if wanted and target not in wanted else keep).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -110,6 +118,72 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if problems:
         raise pytest.UsageError(
             "drdrill pre-flight failed; nothing was run and no fault injected:\n  " + "\n  ".join(problems))
+    plan_file = session.config.getoption("--drdrill-plan")
+    if plan_file:
+        refused = write_plan(session, Path(plan_file))
+        pytest.exit(f"dry run: plan written to {plan_file}; nothing was run",
+                    returncode=pytest.ExitCode.USAGE_ERROR if refused else pytest.ExitCode.OK)
+
+
+def _scenario_experiments(session: pytest.Session) -> list[tuple[str, str, str]]:
+    """(scenario name, feature file:line, experiment name) of every selected scenario that runs one."""
+    import parse
+    from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+    pattern = parse.compile(EXPERIMENT_STEP)
+    found = []
+    for item in session.items:
+        template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
+        if template is None:
+            continue
+        example = item.callspec.params.get("_pytest_bdd_example", {}) if hasattr(item, "callspec") else {}
+        scenario = template.render(example)
+        for step in scenario.steps:
+            match = pattern.search(step.name)
+            if match:
+                found.append((scenario.name, f"{scenario.feature.filename}:{step.line_number}", match["name"]))
+    return found
+
+
+def write_plan(session: pytest.Session, path: Path) -> bool:
+    """The dry run: what every selected scenario's experiment would do, as JSON in ``path``; True if
+    a guardrail refused something."""
+    from drdrill.chaos.runner import find_experiment, load_experiment
+
+    config = session.config
+    target = config.getoption("--drdrill-target")
+    plans = []
+    refused = False
+    aws = None
+    if target == "aws":
+        from drdrill.aws.config import load_aws_config
+        from drdrill.aws.guardrails import account_problems
+        from drdrill.aws.operations import Aws
+
+        aws = Aws(load_aws_config(config.getoption("--drdrill-aws-config")))
+        account = account_problems(aws)
+        if account:
+            refused = True
+            plans.append({"scenario": "(every scenario)", "where": aws.mirror.source, "experiment": "",
+                          "lines": [], "problems": account})
+    for scenario, where, name in _scenario_experiments(session):
+        experiment_path = find_experiment(name, experiment_dirs(config))
+        experiment = load_experiment(experiment_path)
+        entry = {"scenario": scenario, "where": where, "experiment": str(experiment_path)}
+        if aws is not None and not refused:
+            from drdrill.chaos.aws.control import plan_experiment
+
+            configuration = {"aws_config": aws.mirror.source}
+            entry["lines"], entry["problems"] = plan_experiment(experiment, aws, configuration)
+        else:
+            entry["lines"] = [f"{a.get('name')}: {(a.get('provider') or {}).get('func', '')}"
+                              for a in experiment.get("method") or []]  # fmt: skip
+            entry["problems"] = []
+        refused = refused or bool(entry["problems"])
+        plans.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"target": target, "refused": refused, "scenarios": plans}, indent=2))
+    return refused
 
 
 def preflight(session: pytest.Session) -> list[str]:
@@ -120,10 +194,13 @@ def preflight(session: pytest.Session) -> list[str]:
     from pytest_bdd.steps import get_step_fixture_name
 
     from drdrill import runbook
-    from drdrill.chaos.local.control import experiment_problems
     from drdrill.chaos.runner import find_experiment, load_experiment
 
     problems: list[str] = []
+    try:
+        experiment_problems = _static_checker(session.config)
+    except DrdrillError as exc:
+        return [str(exc)]
     seen: set[str] = set()
     experiment_pattern = parse.compile(EXPERIMENT_STEP)
     manual_pattern = parse.compile(MANUAL_STEP)
@@ -163,6 +240,19 @@ def preflight(session: pytest.Session) -> list[str]:
     return problems
 
 
+def _static_checker(config: pytest.Config) -> Any:
+    """The target's check of an experiment that needs no running platform (names, providers)."""
+    if config.getoption("--drdrill-target") == "aws":
+        from drdrill.aws.config import load_aws_config
+        from drdrill.chaos.aws.control import experiment_problems as aws_problems
+
+        mirror = load_aws_config(config.getoption("--drdrill-aws-config"))
+        return lambda experiment: aws_problems(experiment, mirror, {"aws_config": mirror.source})
+    from drdrill.chaos.local.control import experiment_problems
+
+    return experiment_problems
+
+
 # ---------------------------------------------------------------------- fixtures
 
 
@@ -180,6 +270,15 @@ def drdrill_target(pytestconfig: pytest.Config):
         from drdrill.targets.groundtruth import GroundTruthTarget
 
         target = GroundTruthTarget().start()
+        try:
+            yield target
+        finally:
+            target.stop()
+        return
+    if name == "aws":
+        from drdrill.targets.aws import AwsTarget
+
+        target = AwsTarget(pytestconfig.getoption("--drdrill-aws-config")).start()
         try:
             yield target
         finally:

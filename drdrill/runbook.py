@@ -35,6 +35,7 @@ output and the history's nemesis ops carry the step name, so
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import logging
@@ -57,6 +58,7 @@ __all__ = [
     "pending",
     "reference",
     "run_step",
+    "step_action",
 ]
 
 log = logging.getLogger("drdrill")
@@ -293,3 +295,30 @@ def run_step(
     if by is not None:
         record["confirmed_by"] = by
     return record
+
+
+def step_action(name: str, runbook_dir: Callable[[Mapping[str, Any]], Path]
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # fmt: skip
+    """Make a Chaos Toolkit action runbook step ``name``: timed by :func:`run_step`, manual when the
+    action's ``configuration`` names it (:func:`manual_steps`), waiting in ``runbook_dir(configuration)``.
+
+    The action gets a ``runbook_step`` attribute, which the nemesis recorder copies into the history.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def action(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            configuration = kwargs.get("configuration") or {}
+            manual = name in manual_steps(configuration)
+            return run_step(
+                name,
+                lambda: fn(*args, **kwargs),
+                manual=manual,
+                directory=runbook_dir(configuration) if manual else None,
+                timeout_s=float(configuration.get("manual_timeout_s") or 3600.0),
+            )
+
+        action.runbook_step = name  # type: ignore[attr-defined]
+        return action
+
+    return wrap

@@ -23,10 +23,11 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,7 @@ class NemesisRecorder:
         op_type = {"succeeded": "ok", "failed": "fail"}.get(status, "info")
         error = None
         if run.get("exception"):
-            error = str(run["exception"][-1]).strip()[:300]
+            error = redact(str(run["exception"][-1]).strip()[:300])
         elif status is None:
             error = "interrupted"
         op = self._op(activity, type=op_type, f=f"stop:{activity.get('name')}", time_s=started,
@@ -194,6 +195,35 @@ class NemesisRecorder:
             if output.get("maintenance_window_s"):  # a planned outage the activity caused
                 op["maintenance_window_s"] = list(output["maintenance_window_s"])
         self.writer.append(op, flush=True)
+
+
+CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_SECRET_KEY = re.compile(r"secret|password|token|access_key|credential", re.IGNORECASE)
+REDACTED = "***redacted***"
+
+
+def redact(data: Any, known: Sequence[str] | None = None) -> Any:
+    """``data`` with every credential replaced by ``***redacted***``: the values of a ``secrets``
+    section and of keys that name a secret (password, token, access key...), and any occurrence of
+    the credentials in the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_SESSION_TOKEN``). Applied to every journal drdrill writes."""
+    if known is None:
+        known = [v for v in (os.environ.get(k) for k in CREDENTIAL_ENV) if v and len(v) >= 8]
+
+    def walk(value: Any, hidden: bool) -> Any:
+        if isinstance(value, Mapping):
+            return {k: walk(v, hidden or k == "secrets" or bool(_SECRET_KEY.search(str(k))))
+                    for k, v in value.items()}  # fmt: skip
+        if isinstance(value, list | tuple):
+            return [walk(v, hidden) for v in value]
+        if hidden and isinstance(value, str | int | float) and not isinstance(value, bool):
+            return REDACTED
+        if isinstance(value, str):
+            for secret in known:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    return walk(data, False)
 
 
 def run_experiment(
@@ -230,7 +260,7 @@ def run_experiment(
     )
     writer.flush()
     journal_path = Path(journal_path)
-    journal_path.write_text(json.dumps(journal, indent=2, default=str))
+    journal_path.write_text(json.dumps(redact(journal), indent=2, default=str))
     if journal.get("status") == "interrupted":
         raise KeyboardInterrupt(f"experiment interrupted; rollbacks ran; journal at {journal_path}")
     return journal

@@ -2,7 +2,7 @@
 
 A target offers what a drill needs from the platform:
 
-``name``                         short name (``groundtruth``, ``local``; ``aws`` follows)
+``name``                         short name (``groundtruth``, ``local``, ``aws``)
 ``base_url``                     where synthetic traffic goes (always on 127.0.0.1 for local targets)
 ``healthy() -> bool``            whether every service answers its health check now
 ``final_read(prefix)``           the write keys starting with ``prefix`` found in the recovered system,
@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["TARGETS", "Target"]
 
-TARGETS = ("groundtruth", "local")
+TARGETS = ("groundtruth", "local", "aws")
 
 
 @runtime_checkable

@@ -21,7 +21,6 @@ are also POSTed to).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -102,25 +101,8 @@ def _runbook_dir(configuration: Configuration, state: MirrorState | None = None)
 
 
 def _step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Make an action runbook step ``name``: timed, and manual when the configuration says so."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def action(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            configuration = kwargs.get("configuration") or {}
-            manual = name in runbook.manual_steps(configuration)
-            return runbook.run_step(
-                name,
-                lambda: fn(*args, **kwargs),
-                manual=manual,
-                directory=_runbook_dir(configuration) if manual else None,
-                timeout_s=float(configuration.get("manual_timeout_s") or 3600.0),
-            )
-
-        action.runbook_step = name  # type: ignore[attr-defined]  # read by the nemesis recorder
-        return action
-
-    return wrap
+    """Make an action runbook step ``name`` (see :func:`drdrill.runbook.step_action`)."""
+    return runbook.step_action(name, _runbook_dir)
 
 
 # ---------------------------------------------------------------------------------------- faults

@@ -1,0 +1,1 @@
+"""The aws target's engine: the mirror's description (config), plans of AWS operations, guardrails."""
