@@ -151,6 +151,31 @@ def test_detection_times_out_on_a_healthy_endpoint_rather_than_declaring(aws_mir
         actions.detect_outage(services=["payments"], interval_s=0.1, timeout_s=0.5, configuration=conf(aws_mirror))
 
 
+def test_declaring_needs_the_outage_to_persist_and_a_manual_declaration_posts_the_status(aws_mirror, monkeypatch):
+    c = conf(aws_mirror)
+    with pytest.raises(TargetError, match="the outage did not persist"):
+        actions.declare_disaster(confirm_s=0, configuration=c)  # the endpoint serves: no disaster
+    import threading
+    import time
+
+    from drdrill import runbook
+
+    runbook_dir = aws_mirror["tmp"] / "aws-state" / "runbook"
+
+    def operator() -> None:  # the incident commander, in another terminal
+        while runbook.pending(runbook_dir) is None:
+            time.sleep(0.05)
+        runbook.confirm("declare", runbook_dir)
+
+    confirming = threading.Thread(target=operator, daemon=True)
+    confirming.start()
+    declared = actions.declare_disaster(configuration={**c, "runbook_manual": "declare"})
+    confirming.join(timeout=10)
+    assert declared["mode"] == "manual" and declared["result"] == {"declared": True, "by": "operator"}
+    page = (aws_mirror["tmp"] / "aws-state" / "status-page.jsonl").read_text()
+    assert "Regional disaster declared." in page
+
+
 # ---------------------------------------------------------------------------------------- probes
 
 
