@@ -17,7 +17,8 @@ with these keys (``*`` = required):
     ``role``            ``primary`` | ``dr`` (default: the logical name)
     ``vpc_id``*         the VPC whose subnets an isolation cuts off
     ``database``*       the RDS instance id (primary: Multi-AZ; dr: the cross-region read replica)
-    ``autoscaling_groups``  the service fleet's Auto Scaling groups (EKS managed node groups are ASGs)
+    ``autoscaling_groups``  the service fleet's Auto Scaling groups
+    ``eks_nodegroups``  the service fleet's EKS managed node groups, as ``cluster/nodegroup``
     ``services``        service -> Auto Scaling group that runs it (service failure)
     ``target_groups``   ALB target group ARNs (target health)
     ``endpoint``        the region's own entry (its ALB): validation checks it
@@ -47,7 +48,8 @@ __all__ = ["AwsMirror", "AwsRegion", "CONFIG_ENV", "load_aws_config"]
 CONFIG_ENV = "DRDRILL_AWS_CONFIG"
 _TOP = {"name", "allowed_accounts", "allowed_regions", "mirror_tag", "blast_radius", "endpoint",
         "state_dir", "regions", "dns", "runbook"}
-_REGION = {"aws_region", "role", "vpc_id", "database", "autoscaling_groups", "services", "target_groups",
+_REGION = {"aws_region", "role", "vpc_id", "database", "autoscaling_groups", "eks_nodegroups", "services",
+           "target_groups",
            "endpoint", "dns_set_identifier", "capacity"}
 _RUNBOOK = {"scale_command", "deploy_command", "deploy_webhook", "status_command", "status_webhook"}
 
@@ -62,6 +64,7 @@ class AwsRegion:
     vpc_id: str
     database: str
     autoscaling_groups: tuple[str, ...] = ()
+    eks_nodegroups: tuple[str, ...] = ()
     services: Mapping[str, str] = field(default_factory=dict)
     target_groups: tuple[str, ...] = ()
     endpoint: str = ""
@@ -156,6 +159,9 @@ def aws_config_from_dict(data: Mapping[str, Any], source: str = "<memory>") -> A
         capacity = spec.get("capacity") or {}
         if not isinstance(services, Mapping) or not isinstance(capacity, Mapping):
             raise _fail(source, f"regions.{name}", "services and capacity are mappings")
+        for group in spec.get("eks_nodegroups") or []:
+            if not isinstance(group, str) or group.count("/") != 1:
+                raise _fail(source, f"{where}eks_nodegroups", f"expected cluster/nodegroup, got {group!r}")
         for key, value in capacity.items():
             if key not in ("pilot_light", "production") or isinstance(value, bool) or not isinstance(value, int):
                 raise _fail(source, f"{where}capacity.{key}", "expected pilot_light / production: a count")
@@ -166,6 +172,7 @@ def aws_config_from_dict(data: Mapping[str, Any], source: str = "<memory>") -> A
             vpc_id=_text(spec, "vpc_id", source, where),
             database=_text(spec, "database", source, where),
             autoscaling_groups=_strings(spec.get("autoscaling_groups"), source, f"{where}autoscaling_groups"),
+            eks_nodegroups=_strings(spec.get("eks_nodegroups"), source, f"{where}eks_nodegroups"),
             services={str(k): str(v) for k, v in services.items()},
             target_groups=_strings(spec.get("target_groups"), source, f"{where}target_groups"),
             endpoint=_text(spec, "endpoint", source, where, required=False),

@@ -53,6 +53,11 @@ def resource_tags(aws: Aws, resource: Resource) -> dict[str, str] | None:
         groups = aws.client("autoscaling", resource.aws_region).describe_auto_scaling_groups(
             AutoScalingGroupNames=[resource.id])["AutoScalingGroups"]
         return _tags(groups[0].get("Tags")) if groups else None
+    if resource.kind == "eks-nodegroup":
+        cluster, nodegroup = resource.id.split("/")
+        found = aws.client("eks", resource.aws_region).describe_nodegroup(clusterName=cluster,
+                                                                         nodegroupName=nodegroup)  # fmt: skip
+        return dict(found["nodegroup"].get("tags") or {})
     if resource.kind == "hosted-zone":
         zone = resource.id.split("/")[-1]
         found = aws.client("route53", "us-east-1").list_tags_for_resource(ResourceType="hostedzone",

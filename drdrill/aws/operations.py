@@ -3,7 +3,8 @@
 Terms:
 
 resource    something an action changes: ``instance``, ``db-instance``, ``subnet``,
-            ``autoscaling-group``, ``hosted-zone`` (id and AWS region)
+            ``autoscaling-group``, ``eks-nodegroup`` (``cluster/nodegroup``), ``hosted-zone``
+            (id and AWS region)
 operation   one change (or check) of an action: a summary saying exactly what it does, the AWS
             region, the resources it changes, and how it is applied; a fault operation also
             returns what :func:`undo_faults` needs to reverse it (kept in the fault log,
@@ -132,6 +133,16 @@ class Aws:
                               f"found in {region.aws_region} ({self.mirror.source})")  # fmt: skip
         return found
 
+    def nodegroup(self, region: AwsRegion, name: str) -> dict[str, Any]:
+        """EKS managed node group ``cluster/nodegroup`` of the region."""
+        cluster, nodegroup = name.split("/")
+        eks = self.client("eks", region.aws_region)
+        try:
+            return eks.describe_nodegroup(clusterName=cluster, nodegroupName=nodegroup)["nodegroup"]
+        except eks.exceptions.ResourceNotFoundException as exc:
+            raise TargetError(f"EKS node group {name} of region {region.name} not found in "
+                              f"{region.aws_region} ({self.mirror.source})") from exc  # fmt: skip
+
     def weighted_records(self) -> list[dict[str, Any]]:
         """The weighted records of the mirror's DNS name (one per region's set identifier)."""
         mirror = self.mirror
@@ -239,7 +250,12 @@ def plan_crash_az(aws: Aws, region_name: str, az: str) -> list[Operation]:
         operations.append(_stop(aws, region, instances, f"in {region.az(az)} of {region.vpc_id}"))
     database = aws.database(region)
     if database.get("AvailabilityZone") == region.az(az):
-        operations += plan_fail_over_database(aws, region_name)
+        if database.get("MultiAZ"):
+            operations += plan_fail_over_database(aws, region_name)
+        else:  # nothing to fail over to: AWS restores a single-AZ instance in place
+            operations.append(Operation(f"leave RDS instance {region.database} alone: single-AZ in "
+                                        f"{region.az(az)}, it has no standby to fail over to",
+                                        region.aws_region, (), lambda: {"db_instance": "unchanged"}))
     if not operations:
         raise TargetError(f"nothing runs in {region.az(az)} of region {region_name} ({region.vpc_id}): "
                           "no instance and not the database; check the AZ")  # fmt: skip
@@ -364,8 +380,8 @@ def _post(url: str, payload: dict[str, Any], what: str) -> dict[str, Any]:
 
 
 def plan_scale(aws: Aws, region_name: str, size: str) -> list[Operation]:
-    """Scale the region's Auto Scaling groups to ``size`` (``production`` or ``pilot_light``), or run the
-    configured ``runbook.scale_command`` (with ``size`` appended)."""
+    """Scale the region's Auto Scaling groups and EKS node groups to ``size`` (``production`` or
+    ``pilot_light``), or run the configured ``runbook.scale_command`` (with ``size`` appended)."""
     region = aws.mirror.region(region_name)
     command = aws.mirror.runbook.get("scale_command")
     if command:
@@ -377,22 +393,47 @@ def plan_scale(aws: Aws, region_name: str, size: str) -> list[Operation]:
                           "runbook.scale_command)")  # fmt: skip
     desired = region.capacity[size]
     groups = aws.groups(region, region.autoscaling_groups)
-    if not groups:
-        raise TargetError(f"region {region_name} lists no autoscaling_groups in {aws.mirror.source}")
-    names = [g["AutoScalingGroupName"] for g in groups]
+    nodegroups = [aws.nodegroup(region, name) for name in region.eks_nodegroups]
+    if not groups and not nodegroups:
+        raise TargetError(f"region {region_name} lists no autoscaling_groups or eks_nodegroups in "
+                          f"{aws.mirror.source}")  # fmt: skip
+    operations = []
+    if groups:
+        names = [g["AutoScalingGroupName"] for g in groups]
 
-    def run() -> dict[str, Any]:
-        autoscaling = aws.client("autoscaling", region.aws_region)
-        for group in groups:
-            autoscaling.update_auto_scaling_group(
-                AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=desired,
-                MinSize=min(group["MinSize"], desired), MaxSize=max(group["MaxSize"], desired))
-        return {"groups": names, "desired": desired}
+        def scale_groups() -> dict[str, Any]:
+            autoscaling = aws.client("autoscaling", region.aws_region)
+            for group in groups:
+                autoscaling.update_auto_scaling_group(
+                    AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=desired,
+                    MinSize=min(group["MinSize"], desired), MaxSize=max(group["MaxSize"], desired))
+            return {"groups": names, "desired": desired}
 
-    current = ", ".join(f"{g['AutoScalingGroupName']} {g['DesiredCapacity']}" for g in groups)
-    return [Operation(f"set the desired capacity of {', '.join(names)} to {desired} ({size}; now {current})",
-                      region.aws_region, tuple(Resource("autoscaling-group", n, region.aws_region) for n in names),
-                      run)]  # fmt: skip
+        current = ", ".join(f"{g['AutoScalingGroupName']} {g['DesiredCapacity']}" for g in groups)
+        operations.append(Operation(
+            f"set the desired capacity of {', '.join(names)} to {desired} ({size}; now {current})",
+            region.aws_region, tuple(Resource("autoscaling-group", n, region.aws_region) for n in names),
+            scale_groups))
+    if nodegroups:
+        names = list(region.eks_nodegroups)
+
+        def scale_nodegroups() -> dict[str, Any]:
+            eks = aws.client("eks", region.aws_region)
+            for name, group in zip(names, nodegroups, strict=True):
+                cluster, nodegroup = name.split("/")
+                scaling = group.get("scalingConfig") or {}
+                eks.update_nodegroup_config(clusterName=cluster, nodegroupName=nodegroup, scalingConfig={
+                    "desiredSize": desired, "minSize": min(scaling.get("minSize", desired), desired),
+                    "maxSize": max(scaling.get("maxSize", desired), desired)})
+            return {"nodegroups": names, "desired": desired}
+
+        current = ", ".join(f"{n} {(g.get('scalingConfig') or {}).get('desiredSize')}"
+                            for n, g in zip(names, nodegroups, strict=True))  # fmt: skip
+        operations.append(Operation(
+            f"set the desired size of EKS node group(s) {', '.join(names)} to {desired} ({size}; now {current})",
+            region.aws_region, tuple(Resource("eks-nodegroup", n, region.aws_region) for n in names),
+            scale_nodegroups))
+    return operations
 
 
 def plan_promote(aws: Aws, region_name: str) -> list[Operation]:

@@ -2,7 +2,8 @@
 
 The mirror follows the DR plan: a primary region (us-east-1: VPC with subnets in AZs a/b/c, tagged
 instances, a payments Auto Scaling group, a Multi-AZ RDS primary, an ALB target group) and a DR
-region (us-west-2: VPC, a pilot-light Auto Scaling group, the RDS cross-region read replica), and a
+region (us-west-2: VPC, a pilot-light Auto Scaling group and EKS node group, the RDS cross-region
+read replica), and a
 Route 53 zone with one weighted record per region. Its public endpoint is a ground-truth service on
 127.0.0.1 standing in for the platform. The credentials are fake and distinctive, so a test can
 prove they never reach a file.
@@ -123,6 +124,12 @@ def aws_mirror(moto_endpoint, platform_endpoint, tmp_path):
     dr = _region(DR, "10.1.0.0/16", {"a": 1})
     _group(PRIMARY, "mirror-payments", primary["subnets"]["b"], 2)
     _group(DR, "mirror-dr-nodes", dr["subnets"]["a"], 1)
+    eks = _client("eks", DR)
+    eks.create_cluster(name="mirror-dr", roleArn="arn:aws:iam::123456789012:role/eks",
+                       resourcesVpcConfig={"subnetIds": list(dr["subnets"].values())})
+    eks.create_nodegroup(clusterName="mirror-dr", nodegroupName="dr-nodes", nodeRole="arn:aws:iam::123456789012:role/node",
+                         subnets=list(dr["subnets"].values()), tags={TAG["Key"]: TAG["Value"]},
+                         scalingConfig={"minSize": 1, "maxSize": 2, "desiredSize": 1})  # fmt: skip
     rds = _client("rds", PRIMARY)
     db = rds.create_db_instance(DBInstanceIdentifier="mirror-db", Engine="postgres", DBInstanceClass="db.t3.micro",
                                 AllocatedStorage=20, MultiAZ=True, AvailabilityZone=f"{PRIMARY}a",
@@ -158,7 +165,8 @@ def aws_mirror(moto_endpoint, platform_endpoint, tmp_path):
                         "autoscaling_groups": ["mirror-payments"], "services": {"payments": "mirror-payments"},
                         "target_groups": [group_arn], "endpoint": platform_endpoint},
             "dr": {"aws_region": DR, "role": "dr", "vpc_id": dr["vpc"], "database": "mirror-db-dr",
-                   "autoscaling_groups": ["mirror-dr-nodes"], "endpoint": platform_endpoint,
+                   "autoscaling_groups": ["mirror-dr-nodes"], "eks_nodegroups": ["mirror-dr/dr-nodes"],
+                   "endpoint": platform_endpoint,
                    "capacity": {"pilot_light": 1, "production": 4}},
         },
         "dns": {"hosted_zone_id": zone_id, "record_name": record},

@@ -128,6 +128,12 @@ def test_the_runbook_operations_fail_over_to_dr(aws_mirror):
     assert scaled["runbook_step"] == "scale-up" and scaled["mode"] == "auto"
     group = _client("autoscaling", DR).describe_auto_scaling_groups(AutoScalingGroupNames=["mirror-dr-nodes"])
     assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 4
+
+    def nodes() -> dict:
+        return _client("eks", DR).describe_nodegroup(clusterName="mirror-dr", nodegroupName="dr-nodes")[
+            "nodegroup"]["scalingConfig"]
+
+    assert nodes() == {"minSize": 1, "maxSize": 4, "desiredSize": 4}
     promoted = actions.promote_replica(configuration=c)
     assert promoted["result"]["results"] == [{"promoted": True,
                                               "was_replica_of": probes.database_status("dr", configuration=c)["replica_of"]}]
@@ -143,7 +149,7 @@ def test_the_runbook_operations_fail_over_to_dr(aws_mirror):
     assert "Failed over to DR." in page and notified["runbook_step"] == "notify"
     actions.scale_down_region(configuration=c)
     group = _client("autoscaling", DR).describe_auto_scaling_groups(AutoScalingGroupNames=["mirror-dr-nodes"])
-    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 1
+    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 1 and nodes()["desiredSize"] == 1
 
 
 def test_detection_times_out_on_a_healthy_endpoint_rather_than_declaring(aws_mirror):
