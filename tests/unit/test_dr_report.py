@@ -81,3 +81,12 @@ def test_a_failed_rollback_is_an_issue_of_the_report(tmp_path):
     assert run.failed_rollbacks() == ["restore-mirror: drdrill.errors.TargetError: Patroni answered 503"]
     md = build_report([run.path], tmp_path / "report")["markdown"].read_text()
     assert "**a rollback failed**" in md and "Patroni answered 503" in md
+
+
+def test_drdrill_report_on_runs_without_allure_results_builds_the_dr_report_and_says_why_no_allure(tmp_path, capsys):
+    run = make_run(tmp_path, "old run")
+    assert main(["report", str(run.path), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert (tmp_path / "out" / "dr-test-report.html").is_file()
+    assert "keep no Allure results" in captured.err and not (tmp_path / "out" / "allure-report.html").exists()
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 254
