@@ -52,13 +52,18 @@ def interrupt_on_sigterm() -> None:
 
 
 def list_experiments(directories: Iterable[str | os.PathLike[str]]) -> dict[str, Path]:
-    """Experiment name (file stem) → path, for every experiment file under ``directories``."""
+    """Experiment name (file stem) → path, for every experiment file directly in ``directories``.
+
+    Not recursive: a subdirectory holds another target's versions (``experiments/aws/``), which its
+    target lists first (see :func:`drdrill.pytest_plugin.experiment_dirs`); the first directory
+    wins for a name found in several.
+    """
     found: dict[str, Path] = {}
     for directory in directories:
         directory = Path(directory)
         if not directory.is_dir():
             continue
-        for path in sorted(directory.rglob("*")):
+        for path in sorted(directory.iterdir()):
             if path.suffix in EXPERIMENT_SUFFIXES and path.is_file():
                 found.setdefault(path.stem, path)
     return found

@@ -34,7 +34,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def moto_endpoint(tmp_path_factory):
     """A moto server on 127.0.0.1 and the environment pointing boto3 at it (fake credentials)."""
     port = _free_port()
@@ -70,7 +70,7 @@ def moto_endpoint(tmp_path_factory):
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform_endpoint():
     """The mirror's public endpoint: a ground-truth service on 127.0.0.1 (serves every service path)."""
     from drdrill.testing.groundtruth import GroundTruthService

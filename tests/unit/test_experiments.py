@@ -103,3 +103,48 @@ def test_manual_steps_from_the_environment_are_checked_through_the_experiment(mo
     assert experiment_problems(doc) == []
     monkeypatch.setenv("DRDRILL_RUNBOOK_MANUAL", "declare,dnss")
     assert any("'dnss'" in p for p in experiment_problems(doc))
+
+
+class _Config:
+    """What :func:`drdrill.pytest_plugin.experiment_dirs` reads of a pytest config."""
+
+    rootpath = ROOT
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def getini(self, name: str) -> list:
+        return []
+
+    def getoption(self, name: str) -> str:
+        return self.target
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("local", "experiments/service-failure.json"),
+    ("groundtruth", "experiments/service-failure.json"),
+    ("aws", "experiments/aws/service-failure.json"),
+])
+def test_each_target_runs_its_own_version_of_an_experiment(target, expected):
+    from drdrill.chaos.runner import find_experiment
+    from drdrill.pytest_plugin import experiment_dirs
+
+    assert find_experiment("service-failure", experiment_dirs(_Config(target))) == ROOT / expected
+    # an experiment with no AWS version is found where it is (and refused by the aws pre-flight)
+    assert find_experiment("failback", experiment_dirs(_Config(target))) == ROOT / "experiments" / "failback.json"
+
+
+AWS = sorted((ROOT / "experiments" / "aws").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", AWS, ids=lambda p: p.stem)
+def test_every_aws_experiment_uses_the_aws_providers_and_rolls_back(path):
+    from drdrill.aws.config import load_aws_config
+    from drdrill.chaos.aws.control import experiment_problems as aws_problems
+    from drdrill.chaos.runner import load_experiment
+
+    experiment = load_experiment(path)  # chaoslib validates it
+    assert aws_problems(experiment, load_aws_config(ROOT / "examples" / "aws-mirror.yaml")) == []
+    assert [r["provider"]["func"] for r in experiment["rollbacks"]] == ["restore_mirror"]
+    assert experiment["controls"][0]["provider"]["module"] == "drdrill.chaos.aws.control"
+    assert (ROOT / "experiments" / path.name).is_file()  # the AWS version of a local experiment
