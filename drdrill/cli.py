@@ -295,13 +295,16 @@ def cmd_drill(args: argparse.Namespace) -> int:
         return preflight
     if args.dry_run:
         return _dry_run(command, env, target)
+    mirrors_before: set[str] = set()
     if target == "local":
         from drdrill.mirror.engine import ensure_docker
         from drdrill.mirror.images import build_images
+        from drdrill.mirror.lifecycle import leftovers
 
         print("drdrill: the local target needs a Docker engine and the mirror's images", flush=True)
         ensure_docker(progress=lambda line: print(line, flush=True))
         build_images(progress=lambda line: print(line, flush=True))
+        mirrors_before = set(leftovers())
     allure_ready = _ensure_allure()
     code = _run_forwarding_sigterm(command, env)
     pytest_interrupted = 2
@@ -312,6 +315,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
               if code != 5 else "drdrill: no scenario matched the selection", file=sys.stderr)
         return EXIT_NOT_RUN
     verdict = _verdict_table(after, time.monotonic() - started, args.alluredir)
+    if target == "local" and not args.keep_mirror:
+        _warn_leftovers(mirrors_before)
     ran = [p for p in after if (p / "drill.json").is_file()]
     if ran:
         from drdrill.report.allure_results import store_results, write_executor
@@ -326,6 +331,22 @@ def cmd_drill(args: argparse.Namespace) -> int:
         print("drdrill: the drill was interrupted; the verdicts above cover what ran", file=sys.stderr)
         return 130
     return verdict
+
+
+def _warn_leftovers(mirrors_before: set[str]) -> None:
+    """Say so when the mirror this drill brought up left containers or networks behind."""
+    from drdrill.mirror.lifecycle import leftovers
+
+    try:
+        left = {m: n for m, n in leftovers().items() if m not in mirrors_before}
+    except Exception as exc:  # noqa: BLE001 - a check, never a reason to lose the verdicts
+        print(f"drdrill: could not check for leftover mirror resources: {exc}", file=sys.stderr)
+        return
+    for mirror, counts in left.items():
+        print(f"drdrill: WARNING: mirror {mirror} left {counts['containers']} container(s) and "
+              f"{counts['networks']} network(s) behind (see the teardown error above); remove them with "
+              "`drdrill mirror down --all` (a network Docker refuses to remove needs a Docker engine "
+              "restart first, moby#42119). The verdicts above stand.", file=sys.stderr)  # fmt: skip
 
 
 def _dry_run(command: list[str], env: dict[str, str], target: str) -> int:

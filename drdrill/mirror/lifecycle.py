@@ -946,21 +946,40 @@ def _remove_container(client: docker.DockerClient, cid: str) -> None:
                 raise
 
 
+def leftovers(client: docker.DockerClient | None = None) -> dict[str, dict[str, int]]:
+    """Mirror id -> how many containers and networks carry its label now (what ``down`` would sweep)."""
+    client = client or docker.from_env(timeout=60)
+    found: dict[str, dict[str, int]] = {}
+    for kind, listed in (("containers", client.api.containers(all=True, filters={"label": LABEL})),
+                         ("networks", client.api.networks(filters={"label": LABEL}))):
+        for item in listed:
+            mirror = (item.get("Labels") or {}).get(LABEL, "?")
+            found.setdefault(mirror, {"containers": 0, "networks": 0})[kind] += 1
+    return found
+
+
 def _remove_network(client: docker.DockerClient, nid: str) -> None:
-    """Remove a mirror network; endpoints left over (moby#42119) are disconnected first, then a clear error."""
+    """Remove a mirror network; endpoints left over are disconnected and the removal retried for a few
+    seconds (just-removed containers' endpoints can linger), then a clear error (moby#42119)."""
     with contextlib.suppress(docker.errors.NotFound):
         try:
             client.api.remove_network(nid)
+            return
         except docker.errors.APIError as exc:
             if "active endpoints" not in str(exc):
                 raise
-            attached = client.api.inspect_network(nid).get("Containers") or {}
-            for endpoint in attached:
-                with contextlib.suppress(docker.errors.APIError):
-                    client.api.disconnect_container_from_network(endpoint, nid, force=True)
+        attached = client.api.inspect_network(nid).get("Containers") or {}
+        for endpoint in attached:
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.disconnect_container_from_network(endpoint, nid, force=True)
+        for attempt in range(6):
             try:
                 client.api.remove_network(nid)
+                return
             except docker.errors.APIError as again:
+                if attempt < 5 and "active endpoints" in str(again):
+                    time.sleep(1.0)
+                    continue
                 raise TargetError(
                     f"Docker refuses to remove network {nid[:12]}: {again.explanation or again}; no "
                     "container uses it (a known Docker bug, moby#42119). Restarting the Docker engine "
