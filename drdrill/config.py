@@ -117,27 +117,32 @@ def default_config() -> DrillConfig:
     return config_from_dict(_DEFAULTS, "<defaults>")
 
 
+def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
+    """The YAML document in ``path`` ({} when empty); ConfigError naming ``what`` and the file otherwise."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> DrillConfig:
     """Read a YAML drill config over the defaults; ConfigError naming the file and field when malformed.
 
     With no path, ``drdrill.yaml`` in the current directory is used when it exists, else the defaults.
     """
-    import yaml
-
     if path is None:
         candidate = Path("drdrill.yaml")
         if not candidate.is_file():
             return default_config()
         path = candidate
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read drill config {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_yaml(path, "drill config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     merged = {

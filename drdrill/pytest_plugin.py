@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,19 +126,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                     returncode=pytest.ExitCode.USAGE_ERROR if refused else pytest.ExitCode.OK)
 
 
-def _scenario_experiments(session: pytest.Session) -> list[tuple[str, str, str]]:
-    """(scenario name, feature file:line, experiment name) of every selected scenario that runs one."""
-    import parse
+def _scenarios(session: pytest.Session) -> Iterator[tuple[pytest.Item, Any]]:
+    """(item, rendered pytest-bdd scenario) of every selected scenario (outline examples filled in)."""
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-    pattern = parse.compile(EXPERIMENT_STEP)
-    found = []
     for item in session.items:
         template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
         if template is None:
             continue
         example = item.callspec.params.get("_pytest_bdd_example", {}) if hasattr(item, "callspec") else {}
-        scenario = template.render(example)
+        yield item, template.render(example)
+
+
+def _scenario_experiments(session: pytest.Session) -> list[tuple[str, str, str]]:
+    """(scenario name, feature file:line, experiment name) of every selected scenario that runs one."""
+    import parse
+
+    pattern = parse.compile(EXPERIMENT_STEP)
+    found = []
+    for _, scenario in _scenarios(session):
         for step in scenario.steps:
             match = pattern.search(step.name)
             if match:
@@ -190,7 +197,7 @@ def preflight(session: pytest.Session) -> list[str]:
     """Undefined steps and unknown or invalid experiments among the selected scenarios."""
     import parse
     from pytest_bdd.compat import getfixturedefs
-    from pytest_bdd.scenario import inject_fixturedefs_for_step, scenario_wrapper_template_registry
+    from pytest_bdd.scenario import inject_fixturedefs_for_step
     from pytest_bdd.steps import get_step_fixture_name
 
     from drdrill import runbook
@@ -206,12 +213,7 @@ def preflight(session: pytest.Session) -> list[str]:
     manual_pattern = parse.compile(MANUAL_STEP)
     dirs = experiment_dirs(session.config)
     manager = session._fixturemanager
-    for item in session.items:
-        template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
-        if template is None:
-            continue
-        example = item.callspec.params.get("_pytest_bdd_example", {}) if hasattr(item, "callspec") else {}
-        scenario = template.render(example)
+    for item, scenario in _scenarios(session):
         feature_path = scenario.feature.filename
         for step in scenario.steps:
             where = f"{feature_path}:{step.line_number}"

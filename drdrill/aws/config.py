@@ -209,18 +209,10 @@ def aws_config_from_dict(data: Mapping[str, Any], source: str = "<memory>") -> A
 
 def load_aws_config(path: str | os.PathLike[str] | None = None) -> AwsMirror:
     """The AWS mirror described in ``path`` (default ``$DRDRILL_AWS_CONFIG``)."""
-    import yaml
+    from drdrill.config import read_yaml
 
     path = path or os.environ.get(CONFIG_ENV)
     if not path:
         raise ConfigError(f"the aws target needs its mirror's description: --aws-config FILE or ${CONFIG_ENV} "
                           "(example: examples/aws-mirror.yaml)")  # fmt: skip
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the AWS mirror config {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return aws_config_from_dict(data, str(path))
+    return aws_config_from_dict(read_yaml(path, "the AWS mirror config"), str(path))

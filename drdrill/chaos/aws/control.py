@@ -13,8 +13,6 @@ so a refusal comes before any fault.
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,20 +22,18 @@ from chaoslib.types import Configuration, Experiment, Secrets
 from drdrill import runbook
 from drdrill.aws import guardrails, operations
 from drdrill.aws.config import AwsMirror
-from drdrill.chaos.local.control import REGION_ARGUMENTS, _activities, _literal
+from drdrill.chaos.local.control import (
+    REGION_ARGUMENTS,
+    _activities,
+    _literal,
+    join_chaostoolkit_run,
+    resolved_configuration,
+)
 from drdrill.errors import DrdrillError
 
 __all__ = ["before_experiment_control", "experiment_problems", "plan_experiment"]
 
 PROVIDER_PREFIX = "drdrill.chaos.aws"
-
-
-def _configuration(experiment: Mapping[str, Any], configuration: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {
-        key: (os.environ.get(value["key"], value.get("default"))
-              if isinstance(value, Mapping) and value.get("type") == "env" else value)
-        for key, value in {**(experiment.get("configuration") or {}), **(configuration or {})}.items()
-    }  # fmt: skip
 
 
 def _drdrill_activities(experiment: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str, str, dict]]:
@@ -55,7 +51,7 @@ def _drdrill_activities(experiment: Mapping[str, Any]) -> list[tuple[str, Mappin
 def experiment_problems(experiment: Mapping[str, Any], mirror: AwsMirror | None = None,
                         configuration: Mapping[str, Any] | None = None) -> list[str]:  # fmt: skip
     """What in ``experiment`` cannot run on the AWS mirror, without asking AWS ([] when nothing)."""
-    configuration = _configuration(experiment, configuration)
+    configuration = resolved_configuration(experiment, configuration)
     problems: list[str] = []
     foreign = sorted({m for _, _, m, _, _ in _drdrill_activities(experiment) if not m.startswith(PROVIDER_PREFIX)})
     if foreign:
@@ -88,7 +84,7 @@ def experiment_problems(experiment: Mapping[str, Any], mirror: AwsMirror | None 
 def plan_experiment(experiment: Mapping[str, Any], aws: operations.Aws,
                     configuration: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
     """(lines saying what each activity would do, guardrail problems) — read-only AWS calls only."""
-    configuration = _configuration(experiment, configuration)
+    configuration = resolved_configuration(experiment, configuration)
     lines: list[str] = []
     problems: list[str] = []
     for phase, activity, module, func, arguments in _drdrill_activities(experiment):
@@ -119,14 +115,8 @@ def before_experiment_control(context: Experiment, configuration: Configuration 
                               secrets: Secrets = None, **kwargs: Any) -> None:  # fmt: skip
     """Refuse the experiment before anything runs: unknown names, or any action the guardrails refuse."""
     from drdrill.chaos.aws.actions import session
-    from drdrill.chaos.runner import interrupt_on_sigterm
 
-    interrupt_on_sigterm()
-    ours = logging.getLogger("drdrill")
-    if not ours.handlers:
-        for handler in logging.getLogger("chaostoolkit").handlers:
-            ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
+    join_chaostoolkit_run()
     try:
         aws = session(configuration, secrets)
         problems = experiment_problems(context, aws.mirror, configuration or {})

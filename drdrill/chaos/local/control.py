@@ -23,7 +23,7 @@ from drdrill import runbook
 from drdrill.errors import DrdrillError, TargetError
 from drdrill.mirror.topology import Topology, load_topology
 
-__all__ = ["before_experiment_control", "experiment_problems"]
+__all__ = ["before_experiment_control", "experiment_problems", "join_chaostoolkit_run", "resolved_configuration"]
 
 PROVIDER_PREFIX = "drdrill.chaos.local"
 REGION_ARGUMENTS = ("region", "to_region", "upstream", "like", "expect_region")
@@ -36,6 +36,29 @@ def _literal(value: Any, configuration: Mapping[str, Any]) -> Any:
         if configured is not None and not isinstance(configured, Mapping):
             return configured
     return value
+
+
+def resolved_configuration(experiment: Mapping[str, Any],
+                           configuration: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The experiment's configuration with ``configuration`` on top and ``{"type": "env"}`` values read."""
+    return {
+        key: (os.environ.get(value["key"], value.get("default"))
+              if isinstance(value, Mapping) and value.get("type") == "env" else value)
+        for key, value in {**(experiment.get("configuration") or {}), **(configuration or {})}.items()
+    }  # fmt: skip
+
+
+def join_chaostoolkit_run() -> None:
+    """Under a plain ``chaos run``: drdrill's progress lines go to chaostoolkit's console and log, and
+    SIGTERM stops the method and rolls back as Ctrl-C does (what every drdrill control does first)."""
+    from drdrill.chaos.runner import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
+    ours = logging.getLogger("drdrill")
+    if not ours.handlers:
+        for handler in logging.getLogger("chaostoolkit").handlers:
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
 
 
 def _activities(experiment: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -54,11 +77,7 @@ def experiment_problems(
 ) -> list[str]:
     """What in ``experiment`` names something the mirror does not have ([] when nothing does)."""
     topology = topology or load_topology()
-    configuration = {
-        key: (os.environ.get(value["key"], value.get("default"))
-              if isinstance(value, Mapping) and value.get("type") == "env" else value)
-        for key, value in {**(experiment.get("configuration") or {}), **(configuration or {})}.items()
-    }  # fmt: skip
+    configuration = resolved_configuration(experiment, configuration)
     regions = {r.name: r for r in topology.regions}
     services = [s.name for s in topology.services]
     problems: list[str] = []
@@ -127,15 +146,9 @@ def before_experiment_control(
     Under a plain ``chaos run``, drdrill's progress lines also go to chaostoolkit's console and log,
     and SIGTERM stops the method and rolls back as Ctrl-C does.
     """
-    from drdrill.chaos.runner import interrupt_on_sigterm
     from drdrill.mirror.lifecycle import load_state
 
-    interrupt_on_sigterm()
-    ours = logging.getLogger("drdrill")
-    if not ours.handlers:
-        for handler in logging.getLogger("chaostoolkit").handlers:
-            ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
+    join_chaostoolkit_run()
 
     topology = None
     path = (configuration or {}).get("mirror_state") or None
