@@ -6,7 +6,8 @@
     ├── TrafficError             the synthetic traffic could not start, flow or stop
     ├── ExperimentError          an experiment is unknown, malformed or invalid (names the file)
     ├── TargetError              the platform under test cannot be reached or refuses an operation
-    │   └── GuardrailError       the aws target refused to act: account, region, tag or blast radius
+    │   ├── GuardrailError       the aws target refused to act: account, region, tag or blast radius
+    │   └── WaitTimeout          a condition did not hold within its time bound (``.last``: last seen)
     └── RunbookError             a runbook step is unknown, or its operator did not confirm it in time
 
 Messages say what happened and what to do next.
@@ -23,6 +24,7 @@ __all__ = [
     "RunbookError",
     "TargetError",
     "TrafficError",
+    "WaitTimeout",
 ]
 
 
@@ -56,3 +58,11 @@ class RunbookError(DrdrillError):
 
 class GuardrailError(TargetError):
     """The aws target refused to act outside its allow-lists, untagged resources or blast radius."""
+
+
+class WaitTimeout(TargetError):
+    """A condition did not hold within its time bound; ``last`` is what its check gave last."""
+
+    def __init__(self, message: str, last: object = None) -> None:
+        super().__init__(message)
+        self.last = last
