@@ -30,12 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drdrill.catalog import CATALOG, DATA_CLASSES, TIERS
 from drdrill.errors import ConfigError
 
 __all__ = ["DrillConfig", "RecoveryWindow", "Service", "default_config", "load_config"]
 
-TIERS = ("critical", "non-critical")
-DATA_CLASSES = ("financial", "other")
 
 
 @dataclass(frozen=True)
@@ -97,13 +96,7 @@ class DrillConfig:
 
 
 _DEFAULTS: dict[str, Any] = {
-    "services": {
-        "payments": {"tier": "critical", "data_class": "financial"},
-        "auth": {"tier": "critical", "data_class": "other"},
-        "users": {"tier": "critical", "data_class": "other"},
-        "storefront": {"tier": "non-critical", "data_class": "other"},
-        "analytics": {"tier": "non-critical", "data_class": "other"},
-    },
+    "services": {s.name: {"tier": s.tier, "data_class": s.data_class} for s in CATALOG},
     "objectives": {
         "rto_s": {"critical": 3600.0, "non-critical": 14400.0},
         "rpo_s": {"financial": 300.0, "other": 3600.0},

@@ -39,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from drdrill.catalog import CATALOG, TIERS
 from drdrill.errors import ConfigError
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 SERVICE_COMMANDS = ("auto", "platform", "stub", "none")
 ROLES = ("primary", "dr")
-TIERS = ("critical", "non-critical")
 REGIONAL = "regional"
 DEFAULT_VERSIONS = {
     "postgresql": "15",
@@ -64,13 +64,7 @@ DEFAULT_VERSIONS = {
     "haproxy": "2.6",
     "redis": "7",
 }
-DEFAULT_CATALOG = {
-    "payments": {"tier": "critical", "paths": ["/payments", "/_lookup"]},
-    "auth": {"tier": "critical"},
-    "users": {"tier": "critical"},
-    "storefront": {"tier": "non-critical"},
-    "analytics": {"tier": "non-critical"},
-}
+DEFAULT_CATALOG = {s.name: {"tier": s.tier, "paths": list(s.paths)} for s in CATALOG}
 _NAME = re.compile(r"[a-z][a-z0-9]{0,11}")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
 _PATH = re.compile(r"/[A-Za-z0-9_./-]*")
