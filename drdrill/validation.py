@@ -102,7 +102,9 @@ def _problems(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
         loc = tuple(error["loc"])
         cause = (error.get("ctx") or {}).get("error")
         value = error.get("input")
-        if isinstance(cause, Problem):
+        if loc[-1:] == ("[key]",) and error["type"] == "string_type":
+            out.append((loc[:-2], f"keys must be strings, got {value!r}"))
+        elif isinstance(cause, Problem):
             out.append((loc + cause.at, str(cause)))
         elif isinstance(cause, Exception):
             out.append((loc, str(cause)))
