@@ -18,7 +18,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
 
 from drdrill.errors import ConfigError
 
@@ -29,10 +37,12 @@ __all__ = [
     "choice",
     "fail",
     "field_path",
+    "given",
     "integer",
     "kind",
     "mapping",
     "names",
+    "non_empty",
     "seconds",
     "text",
     "validate",
@@ -161,14 +171,14 @@ def boolean() -> PlainValidator:
     return PlainValidator(check)
 
 
-def text(pattern: re.Pattern[str] | None = None, *, required: str = "") -> PlainValidator:
+def text(pattern: re.Pattern[str] | None = None, *, required: str | None = None) -> PlainValidator:
     """A non-empty string (a number written without quotes counts: ``15``, ``3.4``).
 
-    With ``required``, nothing or ``""`` is refused as ``required`` + ``required``'s hint.
+    With ``required`` (a hint, may be ``""``), nothing or ``""`` is refused as ``required<hint>``.
     """
 
     def check(value: Any) -> str:
-        if required and value in (None, ""):
+        if required is not None and (value is None or value == ""):
             raise Problem(f"required{required}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
@@ -219,6 +229,28 @@ def names(what: str = "names") -> PlainValidator:
         return tuple(str(v) for v in value)
 
     return PlainValidator(check)
+
+
+def given(problem: str) -> BeforeValidator:
+    """Refuse nothing (an absent field whose default is None, with ``validate_default=True``)."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise Problem(problem)
+        return value
+
+    return BeforeValidator(check)
+
+
+def non_empty(problem: str) -> AfterValidator:
+    """Refuse an empty mapping or list."""
+
+    def check(value: Any) -> Any:
+        if not value:
+            raise Problem(problem)
+        return value
+
+    return AfterValidator(check)
 
 
 def mapping(value: Any) -> dict[Any, Any]:

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     PlainValidator,
@@ -56,9 +55,11 @@ from drdrill.validation import (
     Schema,
     boolean,
     choice,
+    given,
     integer,
     kind,
     mapping,
+    non_empty,
     text,
     validate,
 )
@@ -285,24 +286,6 @@ def _network_pool(value: Any) -> str:
     return str(net)
 
 
-def _some(problem: str) -> Any:
-    def check(value: Any) -> Any:
-        if not value:
-            raise Problem(problem)
-        return value
-
-    return AfterValidator(check)
-
-
-def _given(problem: str) -> Any:
-    def check(value: Any) -> Any:
-        if value is None:
-            raise Problem(problem)
-        return value
-
-    return BeforeValidator(check)
-
-
 _VersionsSchema = create_model(
     "VersionsSchema",
     __base__=Schema,
@@ -346,7 +329,7 @@ class _ServicesSchema(Schema):
     catalog: Annotated[
         dict[Annotated[str, text(_SERVICE_NAME)], _CatalogEntrySchema],
         BeforeValidator(mapping),
-        _some("needs at least one service"),
+        non_empty("needs at least one service"),
     ] = Field(DEFAULT_CATALOG, validate_default=True)
 
     @model_validator(mode="after")
@@ -397,8 +380,8 @@ class _TopologySchema(Schema):
     regions: Annotated[
         dict[Annotated[str, PlainValidator(_region_name)], _RegionSchema],
         BeforeValidator(mapping),
-        _given("missing; a topology needs at least the primary region"),  # before validators: last first
-        _some("needs at least the primary region"),
+        given("missing; a topology needs at least the primary region"),  # before validators: last first
+        non_empty("needs at least the primary region"),
     ] = Field(None, validate_default=True)
 
     @model_validator(mode="after")
