@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, create_model
+from pydantic import Field, create_model
 
 from drdrill.catalog import CATALOG, DATA_CLASSES, TIERS
 from drdrill.errors import ConfigError
-from drdrill.validation import Problem, Schema, choice, integer, seconds, validate
+from drdrill.validation import Schema, choice, integer, non_empty, seconds, validate
 
 __all__ = ["DrillConfig", "RecoveryWindow", "Service", "default_config", "load_config"]
 
@@ -168,12 +168,6 @@ def _seconds(table: Schema | None, default: Mapping[str, float]) -> dict[str, fl
     return dict(default) if table is None else table.model_dump(by_alias=True)
 
 
-def _non_empty(services: dict[str, Any]) -> dict[str, Any]:
-    if not services:
-        raise Problem("expected a non-empty mapping of service name -> {tier, data_class}")
-    return services
-
-
 class _ServiceSchema(Schema):
     tier: Annotated[str, choice(TIERS)] = Field(None, validate_default=True)
     data_class: Annotated[str, choice(DATA_CLASSES)] = Field(None, validate_default=True)
@@ -199,6 +193,12 @@ class _RecoverySchema(Schema):
 
 
 class _ConfigSchema(Schema):
-    services: Annotated[dict[str, _ServiceSchema], AfterValidator(_non_empty)] | None = None
+    services: (
+        Annotated[
+            dict[str, _ServiceSchema],
+            non_empty("expected a non-empty mapping of service name -> {tier, data_class}"),
+        ]
+        | None
+    ) = None  # None: the catalogue's
     objectives: _ObjectivesSchema = _ObjectivesSchema()
     recovery: _RecoverySchema = _RecoverySchema()

@@ -35,7 +35,6 @@ __all__ = [
     "Schema",
     "boolean",
     "choice",
-    "fail",
     "field_path",
     "given",
     "integer",
@@ -86,11 +85,6 @@ def validate(model: type[M], data: Any, source: str) -> M:
     except ValidationError as exc:
         lines = [f"{source}: {field_path(loc)}: {problem}" for loc, problem in _problems(exc)]
         raise ConfigError("\n".join(lines)) from None
-
-
-def fail(source: str, loc: Sequence[str | int], problem: str) -> ConfigError:
-    """The ConfigError of a problem found after validation, in the same form."""
-    return ConfigError(f"{source}: {field_path(loc)}: {problem}")
 
 
 def field_path(loc: Sequence[str | int]) -> str:
