@@ -25,7 +25,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
-SERVICES = ("payments", "auth", "users", "storefront", "analytics")
 
 if str(REPO) not in sys.path:  # run from anywhere, even without the editable install
     sys.path.insert(0, str(REPO))

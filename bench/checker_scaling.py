@@ -39,13 +39,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drdrill.catalog import CATALOG, SERVICES
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 GENERATOR_VERSION = 3
 
-SERVICES = ("payments", "auth", "users", "storefront", "analytics")
-DATA_CLASS = {"payments": "financial", "auth": "other", "users": "other", "storefront": "other",
-              "analytics": "other"}
+DATA_CLASS = {s.name: s.data_class for s in CATALOG}
 # (f, write?, share of the service's requests, ok status): the synthetic locustfile's mix.
 OPERATIONS = {
     "payments": (("payments.create", True, 0.5, 201), ("payments.read", False, 0.5, 200)),

@@ -46,11 +46,10 @@ from _common import (
     write_json,
 )
 
+from drdrill.catalog import DATA_CLASSES
 from drdrill.checkers.rpo import check_rpo
 from drdrill.checkers.rto import fault_start_s
 from drdrill.history import read_ops
-
-DATA_CLASSES = ("financial", "other")
 
 
 def acknowledged(history_path: Path) -> dict[str, tuple[str, float]]:

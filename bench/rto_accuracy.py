@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 from _common import (
-    SERVICES,
     experiment,
     fmt,
     ground_truth_trial,
@@ -53,6 +52,7 @@ from _common import (
     write_json,
 )
 
+from drdrill.catalog import SERVICES
 from drdrill.checkers.rto import check_rto, fault_start_s, observed_until_s
 from drdrill.history import INVOKE, OK, History
 

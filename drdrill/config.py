@@ -17,9 +17,11 @@ recovery window (``window_s``, ``threshold``, ``min_ops``)
     How the RTO checker decides users are served again: a window of ``window_s`` seconds of client
     ops whose ok-ratio is at least ``threshold`` with at least ``min_ops`` ops in it.
 
-The defaults are the DR plan's (``../shared/seed``): payments, auth and users critical with RTO < 1 h;
-other services non-critical with RTO < 4 h; payments data financial with RPO < 5 min; other data
-RPO < 1 h. A YAML file (``drdrill.yaml``) can override any part; see :func:`load_config`.
+The defaults are the DR plan's (``../shared/seed``): the services of :mod:`drdrill.catalog` (payments,
+auth and users critical with RTO < 1 h; other services non-critical with RTO < 4 h; payments data
+financial with RPO < 5 min; other data RPO < 1 h). A YAML file (``drdrill.yaml``) can override any
+part; see :func:`load_config`. Problems are reported as ``file: field: problem`` lines
+(:mod:`drdrill.validation`).
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, create_model
+
+from drdrill.catalog import CATALOG, DATA_CLASSES, TIERS
 from drdrill.errors import ConfigError
+from drdrill.validation import Schema, choice, integer, non_empty, seconds, validate
 
 __all__ = ["DrillConfig", "RecoveryWindow", "Service", "default_config", "load_config"]
 
-TIERS = ("critical", "non-critical")
-DATA_CLASSES = ("financial", "other")
 
 
 @dataclass(frozen=True)
@@ -96,25 +100,13 @@ class DrillConfig:
         }
 
 
-_DEFAULTS: dict[str, Any] = {
-    "services": {
-        "payments": {"tier": "critical", "data_class": "financial"},
-        "auth": {"tier": "critical", "data_class": "other"},
-        "users": {"tier": "critical", "data_class": "other"},
-        "storefront": {"tier": "non-critical", "data_class": "other"},
-        "analytics": {"tier": "non-critical", "data_class": "other"},
-    },
-    "objectives": {
-        "rto_s": {"critical": 3600.0, "non-critical": 14400.0},
-        "rpo_s": {"financial": 300.0, "other": 3600.0},
-    },
-    "recovery": {"window_s": 10.0, "threshold": 0.99, "min_ops": 10},
-}
+DEFAULT_RTO_OBJECTIVE_S = {"critical": 3600.0, "non-critical": 14400.0}
+DEFAULT_RPO_OBJECTIVE_S = {"financial": 300.0, "other": 3600.0}
 
 
 def default_config() -> DrillConfig:
-    """The DR plan's services and objectives."""
-    return config_from_dict(_DEFAULTS, "<defaults>")
+    """The DR plan's services (the catalogue's) and objectives."""
+    return config_from_dict({}, "<defaults>")
 
 
 def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
@@ -135,86 +127,78 @@ def load_config(path: str | os.PathLike[str] | None = None) -> DrillConfig:
     """Read a YAML drill config over the defaults; ConfigError naming the file and field when malformed.
 
     With no path, ``drdrill.yaml`` in the current directory is used when it exists, else the defaults.
+    Each part given replaces the default's: ``services`` (all of them), ``objectives.rto_s`` (every
+    tier), ``objectives.rpo_s`` (every data class), each ``recovery`` value.
     """
     if path is None:
         candidate = Path("drdrill.yaml")
         if not candidate.is_file():
             return default_config()
         path = candidate
-    path = Path(path)
-    data = read_yaml(path, "drill config")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    merged = {
-        "services": data.get("services", _DEFAULTS["services"]),
-        "objectives": {**_DEFAULTS["objectives"], **(data.get("objectives") or {})},
-        "recovery": {**_DEFAULTS["recovery"], **(data.get("recovery") or {})},
-    }
-    unknown = set(data) - {"services", "objectives", "recovery"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-                          "expected services, objectives, recovery")
-    return config_from_dict(merged, str(path))
+    return config_from_dict(read_yaml(path, "drill config"), str(path))
 
 
 def config_from_dict(data: Mapping[str, Any], source: str) -> DrillConfig:
     """Validate and build a DrillConfig from its dict form (see :meth:`DrillConfig.to_dict`)."""
-
-    def fail(where: str, message: str) -> ConfigError:
-        return ConfigError(f"{source}: {where}: {message}")
-
-    services_data = data.get("services")
-    if not isinstance(services_data, Mapping) or not services_data:
-        raise fail("services", "expected a non-empty mapping of service name -> {tier, data_class}")
-    services = []
-    for name, spec in services_data.items():
-        if not isinstance(spec, Mapping):
-            raise fail(f"services.{name}", "expected a mapping with tier and data_class")
-        tier = spec.get("tier")
-        data_class = spec.get("data_class")
-        if tier not in TIERS:
-            raise fail(f"services.{name}.tier", f"{tier!r} is not one of {', '.join(TIERS)}")
-        if data_class not in DATA_CLASSES:
-            raise fail(f"services.{name}.data_class",
-                       f"{data_class!r} is not one of {', '.join(DATA_CLASSES)}")
-        services.append(Service(str(name), tier, data_class))
-
-    objectives = data.get("objectives") or {}
-
-    def seconds_table(key: str, names: tuple[str, ...]) -> dict[str, float]:
-        table = objectives.get(key)
-        if not isinstance(table, Mapping):
-            raise fail(f"objectives.{key}", "expected a mapping of " + " / ".join(names) + " -> seconds")
-        out = {}
-        for name in names:
-            value = table.get(name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise fail(f"objectives.{key}.{name}", f"expected a positive number of seconds, got {value!r}")
-            out[name] = float(value)
-        extra = set(table) - set(names)
-        if extra:
-            raise fail(f"objectives.{key}", f"unknown key(s) {', '.join(sorted(map(str, extra)))}")
-        return out
-
-    recovery_data = data.get("recovery") or {}
-    try:
-        recovery = RecoveryWindow(
-            window_s=float(recovery_data.get("window_s", 10.0)),
-            threshold=float(recovery_data.get("threshold", 0.99)),
-            min_ops=int(recovery_data.get("min_ops", 10)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise fail("recovery", f"expected numbers for window_s, threshold, min_ops ({exc})") from exc
-    if recovery.window_s <= 0:
-        raise fail("recovery.window_s", "must be positive")
-    if not 0 < recovery.threshold <= 1:
-        raise fail("recovery.threshold", "must be in (0, 1]")
-    if recovery.min_ops < 1:
-        raise fail("recovery.min_ops", "must be at least 1")
+    schema = validate(_ConfigSchema, data, source)
+    services = schema.services
     return DrillConfig(
-        services=tuple(services),
-        rto_objective_s=seconds_table("rto_s", TIERS),
-        rpo_objective_s=seconds_table("rpo_s", DATA_CLASSES),
-        recovery=recovery,
+        services=tuple(Service(name, s.tier, s.data_class) for name, s in services.items())
+        if services is not None
+        else tuple(Service(s.name, s.tier, s.data_class) for s in CATALOG),
+        rto_objective_s=_seconds(schema.objectives.rto_s, DEFAULT_RTO_OBJECTIVE_S),
+        rpo_objective_s=_seconds(schema.objectives.rpo_s, DEFAULT_RPO_OBJECTIVE_S),
+        recovery=RecoveryWindow(**schema.recovery.model_dump()),
         source=source,
     )
+
+
+# ------------------------------------------------------------------------------------ the schema
+
+
+def _seconds_table(name: str, keys: tuple[str, ...]) -> type[Schema]:
+    """A schema of exactly ``keys`` -> a positive number of seconds each."""
+    fields: dict[str, Any] = {
+        key.replace("-", "_"): (Annotated[float, seconds()], Field(alias=key)) for key in keys
+    }
+    return create_model(name, __base__=Schema, **fields)
+
+
+def _seconds(table: Schema | None, default: Mapping[str, float]) -> dict[str, float]:
+    return dict(default) if table is None else table.model_dump(by_alias=True)
+
+
+class _ServiceSchema(Schema):
+    tier: Annotated[str, choice(TIERS)] = Field(None, validate_default=True)
+    data_class: Annotated[str, choice(DATA_CLASSES)] = Field(None, validate_default=True)
+
+
+_RtoSeconds = _seconds_table("RtoSeconds", TIERS)
+_RpoSeconds = _seconds_table("RpoSeconds", DATA_CLASSES)
+
+
+class _ObjectivesSchema(Schema):
+    rto_s: _RtoSeconds | None = None
+    rpo_s: _RpoSeconds | None = None
+
+
+class _RecoverySchema(Schema):
+    window_s: Annotated[float, seconds(requirement="must be a positive number of seconds")] = (
+        RecoveryWindow.window_s
+    )
+    threshold: Annotated[float, seconds(lambda v: 0 < v <= 1, "must be in (0, 1]")] = (
+        RecoveryWindow.threshold
+    )
+    min_ops: Annotated[int, integer(1)] = RecoveryWindow.min_ops
+
+
+class _ConfigSchema(Schema):
+    services: (
+        Annotated[
+            dict[str, _ServiceSchema],
+            non_empty("expected a non-empty mapping of service name -> {tier, data_class}"),
+        ]
+        | None
+    ) = None  # None: the catalogue's
+    objectives: _ObjectivesSchema = _ObjectivesSchema()
+    recovery: _RecoverySchema = _RecoverySchema()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then
 
+from drdrill.catalog import DATA_CLASSES, TIERS
 from drdrill.pytest_plugin import require
 
-TIER = "(?P<tier>critical|non-critical)"
-DATA_CLASS = "(?P<data_class>financial|other)"
+TIER = f"(?P<tier>{'|'.join(TIERS)})"
+DATA_CLASS = f"(?P<data_class>{'|'.join(DATA_CLASSES)})"
 
 
 @then(parsers.parse("every service recovers within {seconds:g} seconds"))

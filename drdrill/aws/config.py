@@ -29,6 +29,9 @@ with these keys (``*`` = required):
                         ``deploy_command`` (argv) or ``deploy_webhook`` (URL), ``status_command``
                         (argv; the message is its last argument) or ``status_webhook`` (URL)
 
+The file is checked against the schema at the end of this module (pydantic, through
+:mod:`drdrill.validation`): every problem is a ``file: field: problem`` line, unknown keys included.
+
 AZs are named by their letter in experiments (``az: a`` is ``us-east-1a`` in a primary region in
 us-east-1), so the same experiments and features run on every target.
 """
@@ -39,19 +42,26 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
 
 from drdrill.errors import ConfigError
+from drdrill.validation import (
+    Problem,
+    Schema,
+    given,
+    integer,
+    mapping,
+    names,
+    non_empty,
+    text,
+    validate,
+)
 
 __all__ = ["AwsMirror", "AwsRegion", "CONFIG_ENV", "load_aws_config"]
 
 CONFIG_ENV = "DRDRILL_AWS_CONFIG"
-_TOP = {"name", "allowed_accounts", "allowed_regions", "mirror_tag", "blast_radius", "endpoint",
-        "state_dir", "regions", "dns", "runbook"}
-_REGION = {"aws_region", "role", "vpc_id", "database", "autoscaling_groups", "eks_nodegroups", "services",
-           "target_groups",
-           "endpoint", "dns_set_identifier", "capacity"}
-_RUNBOOK = {"scale_command", "deploy_command", "deploy_webhook", "status_command", "status_webhook"}
 
 
 @dataclass(frozen=True)
@@ -101,108 +111,38 @@ class AwsMirror:
         return self.regions[name]
 
 
-def _fail(source: str, where: str, message: str) -> ConfigError:
-    return ConfigError(f"{source}: {where}: {message}")
-
-
-def _strings(value: Any, source: str, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        raise _fail(source, where, f"expected a list of names, got {value!r}")
-    return tuple(str(v) for v in value)
-
-
-def _text(data: Mapping[str, Any], key: str, source: str, where: str, required: bool = True) -> str:
-    value = data.get(key)
-    if value is None or value == "":
-        if required:
-            raise _fail(source, f"{where}{key}", "required")
-        return ""
-    if not isinstance(value, str | int):
-        raise _fail(source, f"{where}{key}", f"expected text, got {value!r}")
-    return str(value)
-
-
-def _unknown(data: Mapping[str, Any], known: set[str], source: str, where: str) -> None:
-    extra = sorted(set(data) - known)
-    if extra:
-        raise _fail(source, where or "top level", f"unknown key(s) {', '.join(extra)}; "
-                                                  f"expected {', '.join(sorted(known))}")  # fmt: skip
-
-
 def aws_config_from_dict(data: Mapping[str, Any], source: str = "<memory>") -> AwsMirror:
     """Validate and build the mirror description; ConfigError naming the file and field."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    _unknown(data, _TOP, source, "")
-    accounts = _strings(data.get("allowed_accounts"), source, "allowed_accounts")
-    if not accounts:
-        raise _fail(source, "allowed_accounts", "required: the AWS account ids drdrill may act in")
-    tag = data.get("mirror_tag")
-    if not isinstance(tag, Mapping) or not tag.get("key") or tag.get("value") in (None, ""):
-        raise _fail(source, "mirror_tag", "required: {key, value} every resource drdrill changes must carry")
-    blast = data.get("blast_radius") or {}
-    max_resources = blast.get("max_resources", 20) if isinstance(blast, Mapping) else blast
-    if isinstance(max_resources, bool) or not isinstance(max_resources, int) or max_resources < 1:
-        raise _fail(source, "blast_radius.max_resources", f"expected a positive count, got {max_resources!r}")
-    regions_data = data.get("regions")
-    if not isinstance(regions_data, Mapping) or not regions_data:
-        raise _fail(source, "regions", "required: logical name -> {aws_region, vpc_id, database, ...}")
-    regions = {}
-    for name, spec in regions_data.items():
-        where = f"regions.{name}."
-        if not isinstance(spec, Mapping):
-            raise _fail(source, f"regions.{name}", "expected a mapping")
-        _unknown(spec, _REGION, source, f"regions.{name}")
-        services = spec.get("services") or {}
-        capacity = spec.get("capacity") or {}
-        if not isinstance(services, Mapping) or not isinstance(capacity, Mapping):
-            raise _fail(source, f"regions.{name}", "services and capacity are mappings")
-        for group in spec.get("eks_nodegroups") or []:
-            if not isinstance(group, str) or group.count("/") != 1:
-                raise _fail(source, f"{where}eks_nodegroups", f"expected cluster/nodegroup, got {group!r}")
-        for key, value in capacity.items():
-            if key not in ("pilot_light", "production") or isinstance(value, bool) or not isinstance(value, int):
-                raise _fail(source, f"{where}capacity.{key}", "expected pilot_light / production: a count")
-        regions[str(name)] = AwsRegion(
-            name=str(name),
-            aws_region=_text(spec, "aws_region", source, where),
-            role=_text(spec, "role", source, where, required=False) or str(name),
-            vpc_id=_text(spec, "vpc_id", source, where),
-            database=_text(spec, "database", source, where),
-            autoscaling_groups=_strings(spec.get("autoscaling_groups"), source, f"{where}autoscaling_groups"),
-            eks_nodegroups=_strings(spec.get("eks_nodegroups"), source, f"{where}eks_nodegroups"),
-            services={str(k): str(v) for k, v in services.items()},
-            target_groups=_strings(spec.get("target_groups"), source, f"{where}target_groups"),
-            endpoint=_text(spec, "endpoint", source, where, required=False),
-            dns_set_identifier=_text(spec, "dns_set_identifier", source, where, required=False) or str(name),
-            capacity={str(k): int(v) for k, v in capacity.items()},
-        )  # fmt: skip
-    allowed_regions = _strings(data.get("allowed_regions"), source, "allowed_regions") or tuple(
-        sorted({r.aws_region for r in regions.values()}))
-    dns = data.get("dns")
-    if not isinstance(dns, Mapping):
-        raise _fail(source, "dns", "required: {hosted_zone_id, record_name}")
-    runbook = data.get("runbook") or {}
-    if not isinstance(runbook, Mapping):
-        raise _fail(source, "runbook", "expected a mapping")
-    _unknown(runbook, _RUNBOOK, source, "runbook")
-    for key in ("scale_command", "deploy_command", "status_command"):
-        if key in runbook and not (isinstance(runbook[key], list) and runbook[key]):
-            raise _fail(source, f"runbook.{key}", "expected a command as a list of arguments")
+    schema = validate(_MirrorSchema, data, source)
+    regions = {
+        name: AwsRegion(
+            name=name,
+            aws_region=spec.aws_region,
+            role=spec.role or name,
+            vpc_id=spec.vpc_id,
+            database=spec.database,
+            autoscaling_groups=spec.autoscaling_groups,
+            eks_nodegroups=spec.eks_nodegroups,
+            services=dict(spec.services),
+            target_groups=spec.target_groups,
+            endpoint=spec.endpoint or "",
+            dns_set_identifier=spec.dns_set_identifier or name,
+            capacity=spec.capacity.model_dump(exclude_none=True),
+        )
+        for name, spec in schema.regions.items()
+    }
     return AwsMirror(
-        name=_text(data, "name", source, ""),
-        allowed_accounts=accounts,
-        allowed_regions=allowed_regions,
-        mirror_tag=(str(tag["key"]), str(tag["value"])),
-        max_resources=max_resources,
-        endpoint=_text(data, "endpoint", source, "").rstrip("/"),
-        state_dir=Path(str(data.get("state_dir") or "reports/aws")),
+        name=schema.name,
+        allowed_accounts=schema.allowed_accounts,
+        allowed_regions=schema.allowed_regions or tuple(sorted({r.aws_region for r in regions.values()})),
+        mirror_tag=schema.mirror_tag,
+        max_resources=schema.blast_radius.max_resources,
+        endpoint=schema.endpoint.rstrip("/"),
+        state_dir=Path(schema.state_dir or "reports/aws"),
         regions=regions,
-        hosted_zone_id=_text(dns, "hosted_zone_id", source, "dns."),
-        record_name=_text(dns, "record_name", source, "dns."),
-        runbook=dict(runbook),
+        hosted_zone_id=schema.dns.hosted_zone_id,
+        record_name=schema.dns.record_name,
+        runbook=schema.runbook.model_dump(exclude_none=True),
         source=source,
     )
 
@@ -216,3 +156,100 @@ def load_aws_config(path: str | os.PathLike[str] | None = None) -> AwsMirror:
         raise ConfigError(f"the aws target needs its mirror's description: --aws-config FILE or ${CONFIG_ENV} "
                           "(example: examples/aws-mirror.yaml)")  # fmt: skip
     return aws_config_from_dict(read_yaml(path, "the AWS mirror config"), str(path))
+
+
+# ------------------------------------------------------------------------------------ the schema
+
+
+def _mirror_tag(value: Any) -> tuple[str, str]:
+    if not isinstance(value, Mapping) or not value.get("key") or value.get("value") in (None, ""):
+        raise Problem("required: {key, value} every resource drdrill changes must carry")
+    return str(value["key"]), str(value["value"])
+
+
+def _max_resources(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Problem(f"expected a positive count, got {value!r}")
+    return value
+
+
+def _nodegroups(groups: tuple[str, ...]) -> tuple[str, ...]:
+    for i, group in enumerate(groups):
+        if group.count("/") != 1:
+            raise Problem(f"expected cluster/nodegroup, got {group!r}", i)
+    return groups
+
+
+def _command(value: Any) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise Problem("expected a command as a list of arguments")
+    return value
+
+
+def _bare_count(value: Any) -> Any:
+    """``blast_radius: 25`` is short for ``blast_radius: {max_resources: 25}``."""
+    return value if value is None or isinstance(value, Mapping) else {"max_resources": value}
+
+
+_REQUIRED = text(required="")
+_OPTIONAL = text()
+
+
+class _CapacitySchema(Schema):
+    pilot_light: Annotated[int, integer(0)] | None = None
+    production: Annotated[int, integer(0)] | None = None
+
+
+class _RegionSchema(Schema):
+    aws_region: Annotated[str, _REQUIRED]
+    role: Annotated[str, _OPTIONAL] | None = None  # None: the logical name
+    vpc_id: Annotated[str, _REQUIRED]
+    database: Annotated[str, _REQUIRED]
+    autoscaling_groups: Annotated[tuple[str, ...], names()] = ()
+    eks_nodegroups: Annotated[tuple[str, ...], names(), AfterValidator(_nodegroups)] = ()
+    services: Annotated[dict[str, Annotated[str, _OPTIONAL]], BeforeValidator(mapping)] = {}
+    target_groups: Annotated[tuple[str, ...], names()] = ()
+    endpoint: Annotated[str, _OPTIONAL] | None = None
+    dns_set_identifier: Annotated[str, _OPTIONAL] | None = None  # None: the logical name
+    capacity: _CapacitySchema = _CapacitySchema()
+
+
+class _BlastRadiusSchema(Schema):
+    max_resources: Annotated[int, PlainValidator(_max_resources)] = 20
+
+
+class _DnsSchema(Schema):
+    hosted_zone_id: Annotated[str, _REQUIRED]
+    record_name: Annotated[str, _REQUIRED]
+
+
+class _RunbookSchema(Schema):
+    scale_command: Annotated[list[Any], PlainValidator(_command)] | None = None
+    deploy_command: Annotated[list[Any], PlainValidator(_command)] | None = None
+    deploy_webhook: Annotated[str, _OPTIONAL] | None = None
+    status_command: Annotated[list[Any], PlainValidator(_command)] | None = None
+    status_webhook: Annotated[str, _OPTIONAL] | None = None
+
+
+class _MirrorSchema(Schema):
+    name: Annotated[str, _REQUIRED]
+    allowed_accounts: Annotated[
+        tuple[str, ...], names(), non_empty("required: the AWS account ids drdrill may act in")
+    ] = Field(None, validate_default=True)
+    allowed_regions: Annotated[tuple[str, ...], names()] = ()  # (): the regions below
+    mirror_tag: Annotated[tuple[str, str], PlainValidator(_mirror_tag)] = Field(
+        None, validate_default=True
+    )
+    blast_radius: Annotated[_BlastRadiusSchema, BeforeValidator(_bare_count)] = _BlastRadiusSchema()
+    endpoint: Annotated[str, _REQUIRED]
+    state_dir: Annotated[str, _OPTIONAL] | None = None  # None: reports/aws
+    regions: Annotated[
+        dict[str, _RegionSchema],
+        BeforeValidator(mapping),
+        given("required: logical name -> {aws_region, vpc_id, database, ...}"),
+        non_empty("required: logical name -> {aws_region, vpc_id, database, ...}"),
+    ] = Field(None, validate_default=True)
+    dns: Annotated[_DnsSchema, given("required: {hosted_zone_id, record_name}")] = Field(
+        None, validate_default=True
+    )
+    runbook: _RunbookSchema = _RunbookSchema()

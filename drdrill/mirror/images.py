@@ -75,8 +75,10 @@ NODE_PACKAGES = (
     "python3-venv", "tini", "curl", "ca-certificates", "iproute2", "procps",
 )  # fmt: skip
 
-# The platform services: their package is copied under PLATFORM_ROOT with the same import path.
+# The platform services: their package is copied under PLATFORM_ROOT with the same import path,
+# with the service catalogue it imports (drdrill/catalog.py, stdlib only) beside it.
 PLATFORM_PACKAGE = Path(__file__).resolve().parent / "platform"
+CATALOG_MODULE = Path(__file__).resolve().parents[1] / "catalog.py"
 PLATFORM_ROOT = "/opt/drdrill-platform"
 PLATFORM_ENTRY = f"""\
 #!/opt/patroni/bin/python
@@ -405,9 +407,10 @@ def _node_image(client: docker.DockerClient, base: str, wheels: Path, say: Progr
 
 
 def _platform_files() -> dict[str, bytes]:
-    """The files under PLATFORM_ROOT: the platform package at its import path, with empty parents."""
+    """The files under PLATFORM_ROOT: the platform package and the catalogue at their import paths."""
     files: dict[str, bytes] = {
         "drdrill/__init__.py": b"",
+        "drdrill/catalog.py": CATALOG_MODULE.read_bytes(),
         "drdrill/mirror/__init__.py": b"",
     }
     sources = sorted(PLATFORM_PACKAGE.glob("*.py"))

@@ -27,6 +27,7 @@ from typing import Any
 
 import docker
 
+from drdrill import catalog
 from drdrill.errors import TargetError
 from drdrill.mirror.lifecycle import MirrorState, load_state
 from drdrill.mirror.plan import LABEL
@@ -45,15 +46,8 @@ __all__ = [
 ]
 
 
-# A GET per service that its replicas answer: any status below 500 carrying X-Served-By means the
-# service itself answered (the ALB's and the global entry's own 503s carry no X-Served-By).
-HEALTH_PATHS = {
-    "payments": "/payments/_pending",
-    "auth": "/auth/sessions/health-check",
-    "users": "/users/1",
-    "storefront": "/storefront",
-    "analytics": "/analytics/events",
-}
+# A GET per service that its replicas answer (see drdrill.catalog.PlatformService.health_path).
+HEALTH_PATHS = catalog.HEALTH_PATHS
 
 
 def _get_json(url: str, timeout_s: float = 1.0) -> Any:

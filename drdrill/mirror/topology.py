@@ -1,11 +1,13 @@
 """The local mirror's topology: regions, AZs, replicas, component versions and Patroni timings.
 
 A YAML file (default: ``topology.yaml`` beside this module, the DR plan's platform) is read by
-:func:`load_topology` into a frozen :class:`Topology`. Every problem raises
+:func:`load_topology`, checked against the schema at the end of this module (pydantic, through
+:mod:`drdrill.validation`) and built into a frozen :class:`Topology`. Every problem raises
 :class:`~drdrill.errors.ConfigError` naming the file and the dotted field, e.g.
 ``topology.yaml: regions.dr.database[0]: AZ 'd' is not one of the region's azs [a, b, c]``.
 
-Shape (every field but ``regions`` has a default; unknown fields are errors)::
+Shape (every field but ``regions`` has a default, a field given as nothing counts as absent;
+unknown fields are errors; ``services.catalog`` defaults to :mod:`drdrill.catalog`'s services)::
 
     name: creator-platform
     versions: {postgresql: "15", patroni: "4.1.5", etcd: "3.4", haproxy: "2.6", redis: "7"}
@@ -35,11 +37,32 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    create_model,
+    model_validator,
+)
 
+from drdrill.catalog import CATALOG, TIERS
+from drdrill.config import read_yaml
 from drdrill.errors import ConfigError
+from drdrill.validation import (
+    Problem,
+    Schema,
+    boolean,
+    choice,
+    given,
+    integer,
+    kind,
+    mapping,
+    non_empty,
+    text,
+    validate,
+)
 
 __all__ = [
     "DEFAULT_TOPOLOGY",
@@ -55,7 +78,6 @@ __all__ = [
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 SERVICE_COMMANDS = ("auto", "platform", "stub", "none")
 ROLES = ("primary", "dr")
-TIERS = ("critical", "non-critical")
 REGIONAL = "regional"
 DEFAULT_VERSIONS = {
     "postgresql": "15",
@@ -64,13 +86,7 @@ DEFAULT_VERSIONS = {
     "haproxy": "2.6",
     "redis": "7",
 }
-DEFAULT_CATALOG = {
-    "payments": {"tier": "critical", "paths": ["/payments", "/_lookup"]},
-    "auth": {"tier": "critical"},
-    "users": {"tier": "critical"},
-    "storefront": {"tier": "non-critical"},
-    "analytics": {"tier": "non-critical"},
-}
+DEFAULT_CATALOG = {s.name: {"tier": s.tier, "paths": list(s.paths)} for s in CATALOG}
 _NAME = re.compile(r"[a-z][a-z0-9]{0,11}")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
 _PATH = re.compile(r"/[A-Za-z0-9_./-]*")
@@ -170,288 +186,216 @@ class Topology:
 def load_topology(path: str | os.PathLike[str] | None = None) -> Topology:
     """Read and validate a topology file (default: the DR plan's, beside this module)."""
     path = Path(path) if path is not None else DEFAULT_TOPOLOGY
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read topology {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_topology(data, source=str(path))
+    return parse_topology(read_yaml(path, "topology"), source=str(path))
 
 
 def parse_topology(data: Any, source: str = "<memory>") -> Topology:
     """Validate a topology already parsed from YAML (a mapping); ConfigError naming source and field."""
-    return _Reader(source).topology(data)
+    schema = validate(_TopologySchema, data, source)
+    services = tuple(
+        ServiceSpec(name=name, tier=entry.tier, paths=entry.paths or (f"/{name}",))
+        for name, entry in schema.services.catalog.items()
+    )
+    return Topology(
+        name=schema.name,
+        regions=tuple(_region(name, body, services) for name, body in schema.regions.items()),
+        services=services,
+        service_command=schema.services.command,
+        service_port=schema.services.port,
+        health_path=schema.services.health_path,
+        versions=schema.versions.model_dump(),
+        patroni=PatroniTimings(**schema.patroni.model_dump()),
+        network_pool=schema.network.pool,
+        source=source,
+    )
 
 
-class _Reader:
-    """Walks the parsed YAML, raising ConfigError("<source>: <field>: <problem>")."""
+def _region(name: str, body: _RegionSchema, services: tuple[ServiceSpec, ...]) -> Region:
+    """A validated region with the defaults that depend on its name, role, AZs and the services."""
+    role = _role(name, body)
+    return Region(
+        name=name,
+        role=role,
+        weight=body.weight if body.weight is not None else (100 if role == "primary" else 0),
+        azs=body.azs,
+        etcd=body.etcd or body.azs,
+        database=body.database or body.azs[:2],
+        redis=body.redis,
+        replicas={
+            s.name: body.replicas.get(s.name, 1 if role == "primary" else 0) for s in services
+        },
+    )
 
-    def __init__(self, source: str) -> None:
-        self.source = source
 
-    def fail(self, where: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {where or '(top level)'}: {problem}")
+def _role(name: str, body: _RegionSchema) -> str:
+    return body.role or ("primary" if name == "primary" else "dr")
 
-    def mapping(self, value: Any, where: str, allowed: tuple[str, ...] | None = None) -> dict:
-        if value is None:
-            value = {}
-        if not isinstance(value, Mapping):
-            raise self.fail(where, f"expected a mapping, got {_kind(value)}")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.fail(where, f"keys must be strings, got {key!r}")
-            if allowed is not None and key not in allowed:
-                raise self.fail(
-                    _join(where, key), f"unknown field; expected one of {', '.join(allowed)}"
-                )
-        return dict(value)
 
-    def integer(self, value: Any, where: str, low: int, high: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(where, f"expected an integer, got {_kind(value)}")
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise self.fail(where, f"must be {bound}, got {value}")
-        return value
+# ------------------------------------------------------------------------------------ the schema
 
-    def boolean(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(where, f"expected true or false, got {_kind(value)}")
-        return value
 
-    def string(self, value: Any, where: str, pattern: re.Pattern[str] | None = None) -> str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # versions written without quotes: 15, 3.4
-        if not isinstance(value, str) or not value:
-            raise self.fail(where, f"expected a non-empty string, got {_kind(value)}")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.fail(where, f"{value!r} is not valid (expected {pattern.pattern})")
-        return value
+def _region_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value in ("global", "wan"):
+        raise Problem("region names are 1-12 lowercase letters/digits, not 'global' or 'wan'")
+    return value
 
-    def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
-        value = self.string(value, where)
-        if value not in choices:
-            raise self.fail(where, f"{value!r} is not one of {', '.join(choices)}")
-        return value
 
-    def az_list(
-        self, value: Any, where: str, azs: tuple[str, ...], minimum: int
-    ) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise self.fail(where, f"expected a list of AZs, got {_kind(value)}")
-        if len(value) < minimum:
-            raise self.fail(where, f"needs at least {minimum} entr{'y' if minimum == 1 else 'ies'}")
-        out = []
-        for i, item in enumerate(value):
-            az = self.string(item, f"{where}[{i}]")
-            if az not in azs:
-                raise self.fail(
-                    f"{where}[{i}]", f"AZ {az!r} is not one of the region's azs [{', '.join(azs)}]"
-                )
-            out.append(az)
-        return tuple(out)
+def _az_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise Problem("expected a non-empty list of AZ names")
+    azs = tuple(_item(text(_NAME), az, i) for i, az in enumerate(value))
+    if len(set(azs)) != len(azs) or REGIONAL in azs:
+        raise Problem(f"AZ names must be unique and not {REGIONAL!r}")
+    return azs
 
-    # ------------------------------------------------------------------------------------ parts
 
-    def topology(self, data: Any) -> Topology:
-        top = self.mapping(
-            data,
-            "",
-            ("name", "versions", "patroni", "network", "services", "regions"),
-        )
-        name = self.string(top.get("name", "mirror"), "name")
-        versions = dict(DEFAULT_VERSIONS)
-        for key, value in self.mapping(
-            top.get("versions"), "versions", tuple(DEFAULT_VERSIONS)
-        ).items():
-            versions[key] = self.string(value, f"versions.{key}")
-        patroni = self.patroni(top.get("patroni"))
-        pool = self.network(top.get("network"))
-        services, command, port, health = self.services(top.get("services"))
-        if "regions" not in top:
-            raise self.fail("regions", "missing; a topology needs at least the primary region")
-        regions = self.regions(top["regions"], services)
-        return Topology(
-            name=name,
-            regions=regions,
-            services=services,
-            service_command=command,
-            service_port=port,
-            health_path=health,
-            versions=versions,
-            patroni=patroni,
-            network_pool=pool,
-            source=self.source,
-        )
+def _az_list(value: Any) -> tuple[str, ...]:
+    """AZs by name, one entry per member (``a`` alone counts as ``[a]``)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise Problem(f"expected a list of AZs, got {kind(value)}")
+    if not value:
+        raise Problem("needs at least 1 entry")
+    return tuple(_item(text(), az, i) for i, az in enumerate(value))
 
-    def patroni(self, value: Any) -> PatroniTimings:
-        defaults = PatroniTimings()
-        fields = tuple(defaults.__dataclass_fields__)
-        raw = self.mapping(value, "patroni", fields)
-        ttl = self.integer(raw.get("ttl", defaults.ttl), "patroni.ttl", 2, 3600)
-        loop_wait = self.integer(
-            raw.get("loop_wait", defaults.loop_wait), "patroni.loop_wait", 1, 600
-        )
-        retry = self.integer(
-            raw.get("retry_timeout", defaults.retry_timeout), "patroni.retry_timeout", 1, 600
-        )
-        if loop_wait + 2 * retry > ttl:
-            raise self.fail(
-                "patroni.ttl",
+
+def _paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise Problem("expected a non-empty list of URL path prefixes")
+    return tuple(_item(text(_PATH), path, i) for i, path in enumerate(value))
+
+
+def _item(check: PlainValidator, value: Any, index: int) -> Any:
+    try:
+        return check.func(value)  # type: ignore[call-arg]
+    except Problem as problem:
+        raise Problem(str(problem), index, *problem.at) from None
+
+
+def _network_pool(value: Any) -> str:
+    pool = text().func(value)  # type: ignore[call-arg]
+    try:
+        net = ipaddress.IPv4Network(pool)
+    except ValueError as exc:
+        raise Problem(f"not an IPv4 network: {exc}") from exc
+    if net.prefixlen > 22:
+        raise Problem(f"{pool} is too small: needs room for several /24s")
+    if not net.is_private:
+        raise Problem(f"{pool} is not a private range")
+    return str(net)
+
+
+_VersionsSchema = create_model(
+    "VersionsSchema",
+    __base__=Schema,
+    **{key: (Annotated[str, text()], default) for key, default in DEFAULT_VERSIONS.items()},
+)
+
+
+class _PatroniSchema(Schema):
+    ttl: Annotated[int, integer(2, 3600)] = PatroniTimings.ttl
+    loop_wait: Annotated[int, integer(1, 600)] = PatroniTimings.loop_wait
+    retry_timeout: Annotated[int, integer(1, 600)] = PatroniTimings.retry_timeout
+    synchronous_mode: Annotated[bool, boolean()] = PatroniTimings.synchronous_mode
+    use_pg_rewind: Annotated[bool, boolean()] = PatroniTimings.use_pg_rewind
+    maximum_lag_on_failover: Annotated[int, integer(0)] = PatroniTimings.maximum_lag_on_failover
+
+    @model_validator(mode="after")
+    def _patroni_timing_rule(self) -> _PatroniSchema:
+        needed = self.loop_wait + 2 * self.retry_timeout
+        if needed > self.ttl:
+            raise Problem(
                 f"Patroni needs loop_wait + 2 * retry_timeout <= ttl; "
-                f"{loop_wait} + 2 * {retry} = {loop_wait + 2 * retry} > {ttl}",
+                f"{self.loop_wait} + 2 * {self.retry_timeout} = {needed} > {self.ttl}",
+                "ttl",
             )
-        return PatroniTimings(
-            ttl=ttl,
-            loop_wait=loop_wait,
-            retry_timeout=retry,
-            synchronous_mode=self.boolean(
-                raw.get("synchronous_mode", defaults.synchronous_mode), "patroni.synchronous_mode"
-            ),
-            use_pg_rewind=self.boolean(
-                raw.get("use_pg_rewind", defaults.use_pg_rewind), "patroni.use_pg_rewind"
-            ),
-            maximum_lag_on_failover=self.integer(
-                raw.get("maximum_lag_on_failover", defaults.maximum_lag_on_failover),
-                "patroni.maximum_lag_on_failover",
-                0,
-            ),
-        )
+        return self
 
-    def network(self, value: Any) -> str:
-        raw = self.mapping(value, "network", ("pool",))
-        pool = self.string(raw.get("pool", "172.30.0.0/16"), "network.pool")
-        try:
-            net = ipaddress.IPv4Network(pool)
-        except ValueError as exc:
-            raise self.fail("network.pool", f"not an IPv4 network: {exc}") from exc
-        if net.prefixlen > 22:
-            raise self.fail("network.pool", f"{pool} is too small: needs room for several /24s")
-        if not net.is_private:
-            raise self.fail("network.pool", f"{pool} is not a private range")
-        return str(net)
 
-    def services(self, value: Any) -> tuple[tuple[ServiceSpec, ...], str, int, str]:
-        raw = self.mapping(value, "services", ("command", "port", "health_path", "catalog"))
-        command = self.choice(raw.get("command", "auto"), "services.command", SERVICE_COMMANDS)
-        port = self.integer(raw.get("port", 8080), "services.port", 1, 65535)
-        health = self.string(raw.get("health_path", "/readyz"), "services.health_path", _PATH)
-        catalog = self.mapping(raw.get("catalog", DEFAULT_CATALOG), "services.catalog")
-        if not catalog:
-            raise self.fail("services.catalog", "needs at least one service")
-        specs = []
-        seen_paths: dict[str, str] = {}
-        for name, body in catalog.items():
-            where = f"services.catalog.{name}"
-            self.string(name, where, _SERVICE_NAME)
-            body = self.mapping(body, where, ("tier", "paths"))
-            tier = self.choice(body.get("tier", "non-critical"), f"{where}.tier", TIERS)
-            paths_raw = body.get("paths", [f"/{name}"])
-            if not isinstance(paths_raw, list) or not paths_raw:
-                raise self.fail(f"{where}.paths", "expected a non-empty list of URL path prefixes")
-            paths = []
-            for i, path in enumerate(paths_raw):
-                path = self.string(path, f"{where}.paths[{i}]", _PATH)
-                if path in seen_paths:
-                    raise self.fail(
-                        f"{where}.paths[{i}]", f"{path} is already routed to {seen_paths[path]}"
-                    )
-                seen_paths[path] = name
-                paths.append(path)
-            specs.append(ServiceSpec(name=name, tier=tier, paths=tuple(paths)))
-        return tuple(specs), command, port, health
+class _NetworkSchema(Schema):
+    pool: Annotated[str, PlainValidator(_network_pool)] = "172.30.0.0/16"
 
-    def regions(self, value: Any, services: tuple[ServiceSpec, ...]) -> tuple[Region, ...]:
-        raw = self.mapping(value, "regions")
-        if not raw:
-            raise self.fail("regions", "needs at least the primary region")
-        regions = tuple(self.region(name, body, services) for name, body in raw.items())
-        roles = [r.role for r in regions]
+
+class _CatalogEntrySchema(Schema):
+    tier: Annotated[str, choice(TIERS)] = "non-critical"
+    paths: Annotated[tuple[str, ...], PlainValidator(_paths)] | None = None  # None: [/<name>]
+
+
+class _ServicesSchema(Schema):
+    command: Annotated[str, choice(SERVICE_COMMANDS)] = "auto"
+    port: Annotated[int, integer(1, 65535)] = 8080
+    health_path: Annotated[str, text(_PATH)] = "/readyz"
+    catalog: Annotated[
+        dict[Annotated[str, text(_SERVICE_NAME)], _CatalogEntrySchema],
+        BeforeValidator(mapping),
+        non_empty("needs at least one service"),
+    ] = Field(DEFAULT_CATALOG, validate_default=True)
+
+    @model_validator(mode="after")
+    def _each_path_routed_once(self) -> _ServicesSchema:
+        seen: dict[str, str] = {}
+        for name, entry in self.catalog.items():
+            for i, path in enumerate(entry.paths or (f"/{name}",)):
+                if path in seen:
+                    raise Problem(f"{path} is already routed to {seen[path]}",
+                                  "catalog", name, "paths", i)  # fmt: skip
+                seen[path] = name
+        return self
+
+
+class _RegionSchema(Schema):
+    role: Annotated[str, choice(ROLES)] | None = None  # None: the region's name if primary, else dr
+    weight: Annotated[int, integer(0, 256)] | None = None  # None: 100 for the primary, else 0
+    azs: Annotated[tuple[str, ...], PlainValidator(_az_names)] = ("a", "b", "c")
+    etcd: Annotated[tuple[str, ...], PlainValidator(_az_list)] | None = None  # None: one per AZ
+    database: Annotated[tuple[str, ...], PlainValidator(_az_list)] | None = None  # None: 2 AZs
+    redis: Annotated[str, text()] = REGIONAL
+    replicas: Annotated[dict[str, Annotated[int, integer(0, 9)]], BeforeValidator(mapping)] = {}
+
+    @model_validator(mode="after")
+    def _placement(self) -> _RegionSchema:
+        for part, members, kind_of in (("etcd", self.etcd or self.azs, "etcd"),
+                                       ("database", self.database or self.azs[:2], "Patroni")):
+            for i, az in enumerate(members):
+                if az not in self.azs:
+                    raise Problem(f"AZ {az!r} is not one of the region's azs [{', '.join(self.azs)}]",
+                                  part, i)  # fmt: skip
+            if kind_of == "etcd" and len(members) % 2 == 0:
+                raise Problem(f"an etcd cluster needs an odd member count, got {len(members)}", part)
+            if len(members) > 9:
+                raise Problem(f"at most 9 {kind_of} members", part)
+        if self.redis != REGIONAL and self.redis not in self.azs:
+            raise Problem(f"{self.redis!r} is neither {REGIONAL!r} nor one of [{', '.join(self.azs)}]",
+                          "redis")  # fmt: skip
+        return self
+
+
+class _TopologySchema(Schema):
+    name: Annotated[str, text()] = "mirror"
+    versions: _VersionsSchema = _VersionsSchema()  # type: ignore[valid-type]
+    patroni: _PatroniSchema = _PatroniSchema()
+    network: _NetworkSchema = _NetworkSchema()
+    services: _ServicesSchema = _ServicesSchema()
+    regions: Annotated[
+        dict[Annotated[str, PlainValidator(_region_name)], _RegionSchema],
+        BeforeValidator(mapping),
+        given("missing; a topology needs at least the primary region"),  # before validators: last first
+        non_empty("needs at least the primary region"),
+    ] = Field(None, validate_default=True)
+
+    @model_validator(mode="after")
+    def _regions_fit_together(self) -> _TopologySchema:
+        known = list(self.services.catalog)
+        for name, region in self.regions.items():
+            for service in region.replicas:
+                if service not in known:
+                    raise Problem(f"unknown service; services.catalog has {', '.join(known)}",
+                                  "regions", name, "replicas", service)  # fmt: skip
+        roles = [_role(name, region) for name, region in self.regions.items()]
         if roles.count("primary") != 1:
-            raise self.fail(
-                "regions",
-                f"exactly one region must have role primary, found {roles.count('primary')}",
-            )
+            raise Problem(f"exactly one region must have role primary, found {roles.count('primary')}",
+                          "regions")  # fmt: skip
         if roles.count("dr") > 1:
-            raise self.fail(
-                "regions", f"at most one region may have role dr, found {roles.count('dr')}"
-            )
-        return regions
-
-    def region(self, name: str, value: Any, services: tuple[ServiceSpec, ...]) -> Region:
-        where = f"regions.{name}"
-        if not _NAME.fullmatch(name) or name in ("global", "wan"):
-            raise self.fail(
-                where, "region names are 1-12 lowercase letters/digits, not 'global' or 'wan'"
-            )
-        body = self.mapping(
-            value, where, ("role", "weight", "azs", "etcd", "database", "redis", "replicas")
-        )
-        role = self.choice(
-            body.get("role", "primary" if name == "primary" else "dr"), f"{where}.role", ROLES
-        )
-        weight = self.integer(
-            body.get("weight", 100 if role == "primary" else 0), f"{where}.weight", 0, 256
-        )
-        azs_raw = body.get("azs", ["a", "b", "c"])
-        if not isinstance(azs_raw, list) or not azs_raw:
-            raise self.fail(f"{where}.azs", "expected a non-empty list of AZ names")
-        azs = tuple(self.string(az, f"{where}.azs[{i}]", _NAME) for i, az in enumerate(azs_raw))
-        if len(set(azs)) != len(azs) or REGIONAL in azs:
-            raise self.fail(f"{where}.azs", f"AZ names must be unique and not {REGIONAL!r}")
-        etcd = self.az_list(body.get("etcd", list(azs)), f"{where}.etcd", azs, 1)
-        if len(etcd) % 2 == 0:
-            raise self.fail(
-                f"{where}.etcd", f"an etcd cluster needs an odd member count, got {len(etcd)}"
-            )
-        if len(etcd) > 9:
-            raise self.fail(f"{where}.etcd", "at most 9 etcd members")
-        database = self.az_list(body.get("database", list(azs[:2])), f"{where}.database", azs, 1)
-        if len(database) > 9:
-            raise self.fail(f"{where}.database", "at most 9 Patroni members")
-        redis = self.string(body.get("redis", REGIONAL), f"{where}.redis")
-        if redis != REGIONAL and redis not in azs:
-            raise self.fail(
-                f"{where}.redis", f"{redis!r} is neither {REGIONAL!r} nor one of [{', '.join(azs)}]"
-            )
-        known = [s.name for s in services]
-        replicas_raw = self.mapping(body.get("replicas"), f"{where}.replicas")
-        replicas = {}
-        for service in known:
-            count = replicas_raw.get(service, 1 if role == "primary" else 0)
-            replicas[service] = self.integer(count, f"{where}.replicas.{service}", 0, 9)
-        for service in replicas_raw:
-            if service not in known:
-                raise self.fail(
-                    f"{where}.replicas.{service}",
-                    f"unknown service; services.catalog has {', '.join(known)}",
-                )
-        return Region(
-            name=name,
-            role=role,
-            weight=weight,
-            azs=azs,
-            etcd=etcd,
-            database=database,
-            redis=redis,
-            replicas=replicas,
-        )
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"boolean {value}"
-    if isinstance(value, (int, float, str)):
-        return f"{type(value).__name__} {value!r}"
-    return type(value).__name__
+            raise Problem(f"at most one region may have role dr, found {roles.count('dr')}", "regions")
+        return self

@@ -32,8 +32,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from drdrill.catalog import DATA_CLASSES, TIERS
 from drdrill.checkers import CheckResult
-from drdrill.config import TIERS, DrillConfig
+from drdrill.config import DrillConfig
 
 __all__ = [
     "CATEGORIES",
@@ -186,7 +187,7 @@ def measured_parameters(result: CheckResult) -> dict[str, float | int | str]:
         node = _find(result, f"rto-tier:{tier}")
         if node is not None and node.metrics.get("measured_rto_s") is not None:
             params[f"measured RTO, {tier} (s)"] = round(float(node.metrics["measured_rto_s"]), 2)
-    for data_class in ("financial", "other"):
+    for data_class in DATA_CLASSES:
         node = _find(result, f"rpo:{data_class}")
         if node is not None:
             m = node.metrics

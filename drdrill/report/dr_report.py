@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from drdrill.catalog import DATA_CLASSES
 from drdrill.checkers import CheckResult, Validity, merge_validity
 from drdrill.errors import HistoryError
 from drdrill.run import RunDir
@@ -173,7 +174,7 @@ def _issues(scenario: Scenario, run: RunDir) -> list[Issue]:
                 walk(child)
     # every lost write is worth knowing, even within the objective
     reported = {i.what.split(":")[1] for i in found if i.severity == "data lost" and ":" in i.what}
-    for data_class in ("financial", "other"):
+    for data_class in DATA_CLASSES:
         node = _find(result, f"rpo:{data_class}")
         if node is not None and node.metrics.get("lost_count") and data_class not in reported:
             found.append(_data_issue(scenario.name, node, " ".join(node.explanation[:2])))

@@ -88,6 +88,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drdrill.catalog import SERVICES, WRITE_SERVICES
+
 __all__ = [
     "MODES",
     "SERVICES",
@@ -99,8 +101,6 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
-SERVICES = ("payments", "auth", "users", "storefront", "analytics")
-WRITE_SERVICES = ("payments", "users", "analytics")
 MODES = ("refuse", "503", "hang")
 OUTAGE_TARGETS = (*SERVICES, "healthz")
 NO_SERVER_BODY = b"no server available"

@@ -20,12 +20,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from drdrill.catalog import SERVICES
 from drdrill.errors import TrafficError
 
 __all__ = ["DEFAULT_LOCUSTFILE", "TrafficRun"]
 
 DEFAULT_LOCUSTFILE = Path(__file__).resolve().parents[2] / "synthetic" / "locustfile.py"
-DEFAULT_SERVICES = ("payments", "auth", "users", "storefront", "analytics")
+DEFAULT_SERVICES = SERVICES
 
 
 class TrafficRun:

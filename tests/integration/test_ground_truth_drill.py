@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pytest_bdd import scenario
 
+from drdrill.catalog import SERVICES
 from drdrill.checkers.rto import fault_start_s
 from drdrill.history import OK
 
@@ -23,7 +24,7 @@ def test_lossy_failover_is_measured_exactly(drill, drdrill_target):
     (failover,) = truth["failovers"]
 
     # RTO: users were refused from the outage start to its end; recovery = first success after it.
-    for service in ("payments", "auth", "users", "storefront", "analytics"):
+    for service in SERVICES:
         measured = result.find(f"rto:{service}").metrics["measured_rto_s"]
         assert measured == pytest.approx(outage["end_s"] - fault_s, abs=0.1), service
 

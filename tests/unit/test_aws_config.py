@@ -33,8 +33,11 @@ def test_the_documented_example_describes_the_dr_plans_two_regions():
     (lambda d: d.update(blast_radius={"max_resources": 0}), "blast_radius.max_resources: expected a positive"),
     (lambda d: d["regions"]["dr"].pop("vpc_id"), "regions.dr.vpc_id: required"),
     (lambda d: d["regions"]["dr"].update(capacity={"huge": 9}), "regions.dr.capacity.huge"),
-    (lambda d: d["regions"]["primary"].update(vpc="x"), "regions.primary: unknown key(s) vpc"),
-    (lambda d: d.update(regoins={}), "top level: unknown key(s) regoins"),
+    (lambda d: d["regions"]["primary"].update(vpc="x"),
+     "mirror.yaml: regions.primary.vpc: unknown field; expected one of aws_region, role, vpc_id, database"),
+    (lambda d: d.update(regoins={}), "mirror.yaml: regoins: unknown field; expected one of name, allowed_accounts"),
+    (lambda d: d["regions"]["dr"].update(eks_nodegroups=["mirror"]),
+     r"regions.dr.eks_nodegroups\[0\]: expected cluster/nodegroup, got 'mirror'"),
     (lambda d: d["runbook"].update(deploy_command="deploy.sh"), "runbook.deploy_command: expected a command"),
 ])
 def test_a_malformed_config_names_the_field(change, message):

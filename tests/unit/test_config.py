@@ -32,7 +32,11 @@ def test_yaml_overrides_and_round_trip(tmp_path):
     ("services: {payments: {tier: gold, data_class: financial}}", "services.payments.tier: 'gold' is not one of"),
     ("objectives: {rpo_s: {financial: -1, other: 5}}", "objectives.rpo_s.financial: expected a positive number"),
     ("recovery: {threshold: 2}", "recovery.threshold: must be in"),
-    ("surprise: 1", "unknown top-level key(s) surprise"),
+    ("surprise: 1", "surprise: unknown field; expected one of services, objectives, recovery"),
+    ("services: {payments: {tier: critical, data_class: financial, teir: x}}",
+     "services.payments.teir: unknown field; expected one of tier, data_class"),
+    ("objectives: {rto_s: {critical: .nan, non-critical: 600}}", "objectives.rto_s.critical: expected a positive number"),
+    ("recovery: {window_s: .inf}", "recovery.window_s: must be a positive number of seconds"),
 ])
 def test_malformed_config_names_file_and_field(tmp_path, text, message):
     path = tmp_path / "drdrill.yaml"

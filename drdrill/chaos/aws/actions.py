@@ -27,6 +27,7 @@ from drdrill import runbook
 from drdrill.aws import operations
 from drdrill.aws.config import AwsMirror, load_aws_config
 from drdrill.aws.operations import Aws
+from drdrill.catalog import CRITICAL_SERVICES
 from drdrill.errors import TargetError
 from drdrill.mirror import probes as http_probes
 
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("drdrill")
-CRITICAL = ["payments", "auth", "users"]
+CRITICAL = list(CRITICAL_SERVICES)
 
 
 def mirror_of(configuration: Configuration) -> AwsMirror:

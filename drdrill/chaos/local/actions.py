@@ -33,6 +33,7 @@ from typing import Any
 from chaoslib.types import Configuration, Secrets
 
 from drdrill import runbook
+from drdrill.catalog import CRITICAL_SERVICES
 from drdrill.errors import TargetError
 from drdrill.mirror import faults, probes
 from drdrill.mirror.lifecycle import MirrorState, load_state
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("drdrill")
-CRITICAL = ["payments", "auth", "users"]
+CRITICAL = list(CRITICAL_SERVICES)
 
 
 def _say(line: str) -> None:

@@ -47,6 +47,8 @@ standby comes up, is live but not ready, and becomes ready within a second of th
 
 from __future__ import annotations
 
+from drdrill.catalog import SERVICES, WRITE_SERVICES, platform_service
+
 __all__ = [
     "DEFAULT_PORT",
     "ENTRY_POINT",
@@ -57,8 +59,6 @@ __all__ = [
     "service_environment",
 ]
 
-SERVICES = ("payments", "auth", "users", "storefront", "analytics")
-WRITE_SERVICES = ("payments", "users", "analytics")
 DEFAULT_PORT = 8080
 ENTRY_POINT = "drdrill-platform"
 ENV = {
@@ -75,8 +75,7 @@ ENV = {
 
 def service_command(service: str, region: str, port: int = DEFAULT_PORT) -> list[str]:
     """The container command that runs one service."""
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    platform_service(service)  # ValueError naming the known ones
     return [ENTRY_POINT, "--service", service, "--region", region, "--port", str(port)]
 
 
