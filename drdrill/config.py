@@ -17,10 +17,10 @@ recovery window (``window_s``, ``threshold``, ``min_ops``)
     How the RTO checker decides users are served again: a window of ``window_s`` seconds of client
     ops whose ok-ratio is at least ``threshold`` with at least ``min_ops`` ops in it.
 
-The defaults are the DR plan's (``../shared/seed``): the services of :mod:`drdrill.catalog` (payments,
-auth and users critical with RTO < 1 h; other services non-critical with RTO < 4 h; payments data
-financial with RPO < 5 min; other data RPO < 1 h). A YAML file (``drdrill.yaml``) can override any
-part; see :func:`load_config`. Problems are reported as ``file: field: problem`` lines
+The defaults are the DR plan's (``docs/dr-plan.md``, §2): the services of :mod:`drdrill.catalog`
+(payments, auth and users critical with RTO < 1 h; other services non-critical with RTO < 4 h;
+payments data financial with RPO < 5 min; other data RPO < 1 h). A YAML file (``drdrill.yaml``) can
+override any part; see :func:`load_config`. Problems are reported as ``file: field: problem`` lines
 (:mod:`drdrill.validation`).
 """
 

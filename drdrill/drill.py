@@ -2,7 +2,7 @@
 
 The Gherkin steps are thin calls into :class:`Drill`; so is anything else that runs a drill.
 
-Order (DESIGN §2): :meth:`Drill.start_traffic` → :meth:`Drill.run_experiment` →
+Order: :meth:`Drill.start_traffic` → :meth:`Drill.run_experiment` →
 :meth:`Drill.wait_recovered` (traffic keeps flowing until the target is healthy, then one more
 recovery window so recovery can be proven) → :meth:`Drill.finish` (traffic stops, the final read
 looks up every key the run wrote) → :meth:`Drill.judge` per objective → :meth:`Drill.close` (writes

@@ -10,14 +10,14 @@
            ``tini --``; no main cluster is created (Patroni bootstraps its own). The reference
            platform services (:mod:`drdrill.mirror.platform`) in ``/opt/drdrill-platform``, run by
            ``drdrill-platform --service S --region R --port P`` (on the PATH; Patroni's Python, which
-           has psycopg2). Their code is the image's last layer and part of its input hash: changing
-           it rebuilds only that layer.
+           has psycopg2 and, for them, redis-py). Their code is the image's last layer and part of
+           its input hash: changing it rebuilds only that layer.
 
 ``apt-get`` inside the build uses the host's Debian mirror configuration (plain HTTP). Containers
-cannot verify TLS to PyPI on the CI machines, so Patroni's wheels are fetched on the host with
-``pip download`` for the image's Python and platform (packages PyPI ships only as source, all pure
-Python, are built into wheels on the host first), cached, copied into the build context and installed
-with ``pip install --no-index``.
+cannot verify TLS to PyPI on the CI machines, so the wheels (Patroni's, and the platform services'
+redis-py) are fetched on the host with ``pip download`` for the image's Python and platform (packages
+PyPI ships only as source, all pure Python, are built into wheels on the host first), cached, copied
+into the build context and installed with ``pip install --no-index``.
 
 Every tag is a hash of its build's inputs (Dockerfile text, apt configuration, wheel list, base image
 id), so a build whose tag exists is skipped: a second :func:`build_images` takes well under a second.
@@ -49,6 +49,7 @@ from drdrill.mirror.engine import ensure_docker, file_lock
 __all__ = [
     "NODE_PACKAGES",
     "PATRONI_REQUIREMENTS",
+    "PLATFORM_REQUIREMENTS",
     "PLATFORM_ROOT",
     "build_images",
     "cache_dir",
@@ -68,6 +69,11 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 PATRONI_REQUIREMENTS = ("patroni[etcd3]==4.1.5", "psycopg2-binary==2.9.11")
+# The platform services' Redis client, into the same /opt/patroni venv. redis-py needs async-timeout
+# on Python < 3.11.3 (bookworm has 3.11.2), but `pip download` evaluates that marker against the
+# host's Python, so it is named here.
+PLATFORM_REQUIREMENTS = ("redis==8.1.0", "async-timeout==5.0.1")
+NODE_REQUIREMENTS = PATRONI_REQUIREMENTS + PLATFORM_REQUIREMENTS
 # Patroni's dependencies that PyPI ships only as source (pure Python): built into wheels on the host.
 PURE_SOURCE_ONLY = ("python-etcd==0.4.5", "ydiff==1.4.2")
 NODE_PACKAGES = (
@@ -305,7 +311,7 @@ def _wheels(cache: Path, say: Progress) -> Path:
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(_debian_arch(), platform.machine())
     platforms = (f"manylinux2014_{machine}", f"manylinux_2_28_{machine}")
     inputs = {
-        "requirements": PATRONI_REQUIREMENTS,
+        "requirements": NODE_REQUIREMENTS,
         "source_only": PURE_SOURCE_ONLY,
         "python": IMAGE_PYTHON,
         "platforms": platforms,
@@ -326,14 +332,14 @@ def _wheels(cache: Path, say: Progress) -> Path:
             ),
             "pip wheel",
         )  # fmt: skip
-        say(f"pip download {' '.join(PATRONI_REQUIREMENTS)} for Python {IMAGE_PYTHON}")
+        say(f"pip download {' '.join(NODE_REQUIREMENTS)} for Python {IMAGE_PYTHON}")
         platform_args = [arg for p in platforms for arg in ("--platform", p)]
         _check(
             subprocess.run(
                 [*pip, "download", "-q", "-d", str(work), "--find-links", str(work),
                  "--only-binary=:all:", "--python-version", IMAGE_PYTHON,
                  "--implementation", "cp", "--abi", "cp" + IMAGE_PYTHON.replace(".", ""),
-                 *platform_args, *PATRONI_REQUIREMENTS],
+                 *platform_args, *NODE_REQUIREMENTS],
                 **_captured(),
             ),
             "pip download",
@@ -361,7 +367,7 @@ def _node_image(client: docker.DockerClient, base: str, wheels: Path, say: Progr
     dockerfile = NODE_DOCKERFILE.format(
         base=base,
         packages=" ".join(NODE_PACKAGES),
-        requirements=" ".join(f"'{r}'" for r in PATRONI_REQUIREMENTS),
+        requirements=" ".join(f"'{r}'" for r in NODE_REQUIREMENTS),
         platform_root=PLATFORM_ROOT,
     )
     sources = _sources_list(debian_mirrors())

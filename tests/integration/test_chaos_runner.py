@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -135,9 +136,11 @@ def test_every_shipped_experiment_validates():
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.json")), ids=lambda p: p.stem)
-def test_chaos_validate_passes_on_every_experiment(path):
+def test_chaos_validate_passes_on_every_experiment(path, tmp_path):
+    # in tmp_path: `chaos` writes its chaostoolkit.log into the cwd
     result = subprocess.run([sys.executable, "-m", "chaostoolkit", "--no-version-check", "validate",
-                             str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+                             str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "experiment syntax and semantic look valid" in result.stdout + result.stderr
 

@@ -87,6 +87,7 @@ def test_the_allure_html_is_one_offline_file_with_labels_links_evidence_and_envi
     assert truth["validity"] == "valid"
 
 
+@pytest.mark.browser
 def test_the_allure_html_renders_the_scenario_page_in_chromium_without_asking_any_host(drilled, tmp_path):
     path = drilled["report"] / "allure-report.html"
     case = _test_case(path.read_text())
@@ -106,6 +107,7 @@ def test_the_allure_html_renders_the_scenario_page_in_chromium_without_asking_an
     assert not is_blank(shot)
 
 
+@pytest.mark.browser
 def test_the_dr_report_renders_in_chromium_with_its_plots_and_verdict(drilled, tmp_path):
     path = drilled["report"] / "dr-test-report.html"
     with chromium_page() as opened:

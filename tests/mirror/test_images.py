@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from drdrill.mirror.engine import ensure_docker
-from drdrill.mirror.images import build_images
+from drdrill.mirror.images import PLATFORM_REQUIREMENTS, build_images
 
 pytestmark = [pytest.mark.docker]
 
@@ -70,7 +70,8 @@ def test_a_second_build_is_instant_and_gives_the_same_tags(tags):
 def test_the_node_image_carries_the_platform_components(client, tags, mirror_id):
     command = [
         "sh", "-c",
-        "patroni --version; postgres --version; etcd --version; haproxy -v; redis-server --version",
+        "patroni --version; postgres --version; etcd --version; haproxy -v; redis-server --version; "
+        "/opt/patroni/bin/python -c 'import redis; print(\"redis-py\", redis.__version__)'",
     ]  # fmt: skip
     code, out = run(client, tags["node"], command, mirror_id)
     assert code == 0, out
@@ -79,6 +80,8 @@ def test_the_node_image_carries_the_platform_components(client, tags, mirror_id)
     assert re.search(r"^etcd Version: 3\.\d+", out, re.M), out
     assert re.search(r"^HAProxy version \d+\.\d+", out, re.M), out
     assert re.search(r"^Redis server v=\d+\.\d+", out, re.M), out
+    redis_py = next(r for r in PLATFORM_REQUIREMENTS if r.startswith("redis=="))
+    assert f"redis-py {redis_py.removeprefix('redis==')}" in out, out  # the platform's client
 
 
 def test_containers_talk_on_a_user_network_and_publish_on_loopback(client, tags, mirror_id):

@@ -1,14 +1,19 @@
 """The reference platform services in real containers: PostgreSQL, Redis, the five services, HAProxy.
 
-Everything these tests create carries ``drdrill.mirror=test-platform-<random>`` and is removed at
-the end of the module; ports are published on 127.0.0.1 only.
+Each is a throwaway container of the locally built node image, started with testcontainers on a
+Docker network the module creates. Everything these tests create carries
+``drdrill.mirror=test-platform-<random>`` and is removed at the end of the module; ports are
+published on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import itertools
 import json
+import os
 import socket
 import threading
 import time
@@ -16,13 +21,22 @@ import urllib.parse
 import uuid
 from typing import Any
 
+import docker.errors
 import pytest
 
-from drdrill.history import read_ops
-from drdrill.mirror.engine import ensure_docker
-from drdrill.mirror.images import build_images
-from drdrill.mirror.platform import SERVICES, service_command, service_environment
-from drdrill.traffic.runner import TrafficRun
+# testcontainers reads these when imported: no Ryuk reaper (it would be pulled from a registry; the
+# module removes what it started), and published ports reached on 127.0.0.1.
+os.environ.update(TESTCONTAINERS_RYUK_DISABLED="true", TESTCONTAINERS_CONNECTION_MODE="docker_host",
+                  TC_HOST="127.0.0.1")
+from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.network import Network  # noqa: E402
+
+from drdrill.history import read_ops  # noqa: E402
+from drdrill.mirror.engine import ensure_docker  # noqa: E402
+from drdrill.mirror.images import build_images  # noqa: E402
+from drdrill.mirror.platform import SERVICES, service_command, service_environment  # noqa: E402
+from drdrill.traffic.runner import TrafficRun  # noqa: E402
+from drdrill.waiting import wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.docker]
 
@@ -106,20 +120,8 @@ def call(port: int, method: str, path: str, body: Any = None, timeout_s: float =
         conn.close()
 
 
-def wait_for(what: str, probe, timeout_s: float = 30.0, interval_s: float = 0.2):
-    """Poll ``probe()`` until it returns a truthy value; its last value or error on timeout."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-            if value:
-                return value
-            last = value
-        except (OSError, http.client.HTTPException) as exc:
-            last = exc
-        time.sleep(interval_s)
-    raise AssertionError(f"{what} not within {timeout_s} s; last: {last!r}")
+# Polling a service: a refused or cut connection counts as "not yet".
+poll = functools.partial(wait_until, interval_s=0.2, errors=(OSError, http.client.HTTPException))
 
 
 def status_is(port: int, method: str, path: str, status: int, body: Any = None):
@@ -130,33 +132,39 @@ def status_is(port: int, method: str, path: str, status: int, body: Any = None):
 
 
 class Mirror:
-    """A labelled network and the containers on it; :meth:`remove` deletes exactly those."""
+    """A labelled network and the throwaway containers started on it; :meth:`remove` deletes them."""
 
     def __init__(self, client, image: str) -> None:
         self.client = client
         self.image = image
         self.id = f"test-platform-{uuid.uuid4().hex[:8]}"
-        self.network = client.networks.create(f"drdrill-{self.id}", driver="bridge",
-                                              labels={LABEL: self.id})
+        self.labels = {LABEL: self.id}
+        self.network = Network(docker_network_kw={"driver": "bridge", "labels": self.labels})
+        self.network.name = f"drdrill-{self.id}"
+        self.network.create()
+        self.started: dict[str, DockerContainer] = {}  # by container id
 
-    def run(self, name: str, command: list[str], aliases: tuple[str, ...] = (),
-            env: dict[str, str] | None = None, publish: bool = False, user: str | None = None):
-        container = self.client.containers.create(
-            self.image, command, name=f"{self.id}-{name}", labels={LABEL: self.id},
-            environment=env or {}, user=user,
-            ports={"8080/tcp": ("127.0.0.1", None)} if publish else None,
-            network=self.network.name,
-            networking_config={self.network.name: self.client.api.create_endpoint_config(
-                aliases=[name, *aliases])},
-        )  # fmt: skip
+    def run(self, name: str, command: list[str], env: dict[str, str] | None = None,
+            publish: bool = False, user: str | None = None):
+        """Start ``name`` (also its alias on the network); the docker-py container."""
+        container = DockerContainer(
+            self.image, command=command, env=env or {}, name=f"{self.id}-{name}",
+            network=self.network, network_aliases=[name],
+        ).with_kwargs(labels=self.labels, user=user)  # fmt: skip
+        if publish:
+            container.ports["8080/tcp"] = ("127.0.0.1", None)
         container.start()
-        return container
+        wrapped = container.get_wrapped_container()
+        self.started[wrapped.id] = container
+        return wrapped
 
     def port(self, container) -> int:
+        port = self.started[container.id].get_exposed_port(8080)
         container.reload()
         binding = container.ports["8080/tcp"][0]
         assert binding["HostIp"] == "127.0.0.1"
-        return int(binding["HostPort"])
+        assert int(binding["HostPort"]) == port
+        return port
 
     def service(self, service: str, name: str | None = None, db_host: str = "postgres",
                 region: str = "primary", **settings: object):
@@ -165,13 +173,14 @@ class Mirror:
         return self.run(name or service, service_command(service, region), env=env, publish=True)
 
     def remove(self) -> None:
+        for container in self.started.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                container.stop()  # removes it (and its anonymous volumes)
+        self.network.remove()
         selector = {"label": f"{LABEL}={self.id}"}
-        for container in self.client.containers.list(all=True, filters=selector):
-            container.remove(force=True)
-        for network in self.client.networks.list(filters=selector):
-            network.remove()
         left = self.client.containers.list(all=True, filters=selector)
         assert not left, f"containers left behind: {[c.name for c in left]}"
+        assert not self.client.networks.list(filters=selector), f"network {self.network.name} left behind"
 
 
 def sql(container, statement: str) -> str:
@@ -205,7 +214,7 @@ def platform(mirror):
     containers = {s: mirror.service(s, saga_deadline_s=SAGA_DEADLINE_S) for s in SERVICES}
     ports = {s: mirror.port(c) for s, c in containers.items()}
     for service, port in ports.items():
-        wait_for(f"{service} ready", status_is(port, "GET", "/readyz", 200), timeout_s=60)
+        poll(status_is(port, "GET", "/readyz", 200), timeout_s=60, what=f"{service} ready")
     return ports
 
 
@@ -294,7 +303,7 @@ def test_a_saga_payment_stays_pending_until_the_reconciler_settles_it(platform, 
         return statuses if "pending" not in statuses.values() else False
 
     t0 = time.monotonic()
-    assert wait_for("saga settled", settled, timeout_s=SAGA_DEADLINE_S + 5) == {
+    assert poll(settled, timeout_s=SAGA_DEADLINE_S + 5, what="saga settled") == {
         even: "captured", odd: "compensated"}
     assert time.monotonic() - t0 < SAGA_DEADLINE_S + 3
     assert call(port, "GET", "/payments/_pending").json()["pending"] == 0
@@ -331,9 +340,9 @@ def test_auth_answers_503_while_redis_hangs_and_recovers_after_a_restart(platfor
         redis.unpause()
     assert call(port, "POST", "/auth/login", {"user": "u"}).status == 200
     redis.restart(timeout=1)  # pooled connections are cut; the next login reconnects
-    wait_for("login after the redis restart", status_is(port, "POST", "/auth/login", 200, {"user": "u"}),
-             timeout_s=10)  # fmt: skip
-    wait_for("auth ready again", status_is(port, "GET", "/readyz", 200), timeout_s=10)
+    poll(status_is(port, "POST", "/auth/login", 200, {"user": "u"}), timeout_s=10,
+         what="login after the redis restart")
+    poll(status_is(port, "GET", "/readyz", 200), timeout_s=10, what="auth ready again")
 
 
 def test_users_storefront_and_analytics(platform, prefix):
@@ -424,7 +433,7 @@ def test_synthetic_users_behind_a_path_routing_haproxy(platform, mirror, tmp_pat
         "alb", ["bash", "-c", 'printf "%s" "$CFG" > /tmp/haproxy.cfg && exec haproxy -W -db -f /tmp/haproxy.cfg'],
         env={"CFG": cfg}, publish=True)  # fmt: skip
     port = mirror.port(proxy)
-    wait_for("haproxy routes /storefront", status_is(port, "GET", "/storefront", 200), timeout_s=30)
+    poll(status_is(port, "GET", "/storefront", 200), timeout_s=30, what="haproxy routes /storefront")
     run_id = f"tp{uuid.uuid4().hex[:6]}"
     history = tmp_path / "history.jsonl"
     with TrafficRun(f"http://127.0.0.1:{port}", history, run_id, users=10, rate_per_user=5,
@@ -458,14 +467,14 @@ def test_standby_service_is_live_not_ready_and_refuses_writes_until_promoted(pla
     standby = mirror.run("standby", ["bash", "-c", STANDBY], user="postgres")
     dr = mirror.service("payments", name="dr-payments", db_host="standby", region="dr")
     port = mirror.port(dr)
-    health = wait_for("dr healthz", status_is(port, "GET", "/healthz", 200), timeout_s=30)
+    health = poll(status_is(port, "GET", "/healthz", 200), timeout_s=30, what="dr healthz")
     assert health.headers["x-region"] == "dr"
 
     def replicated():
         reply = call(port, "GET", f"/_lookup?prefix={prefix}")  # the final read works on a replica
         return reply.status == 200 and reply.json()["payments"] == [key]
 
-    wait_for("the standby replicated the payment", replicated, timeout_s=30)
+    poll(replicated, timeout_s=30, what="the standby replicated the payment")
     ready = call(port, "GET", "/readyz")
     assert ready.status == 503 and "recovery" in ready.json()["reasons"][0], ready
     write = call(port, "POST", "/payments", {"key": prefix + "on-standby", "amount_cents": 10})
@@ -479,7 +488,7 @@ def test_standby_service_is_live_not_ready_and_refuses_writes_until_promoted(pla
     code, out = standby.exec_run(["pg_ctl", "promote", "-D", PG_DATA], user="postgres")
     assert code == 0, out
     t0 = time.monotonic()
-    wait_for("ready after promotion", status_is(port, "GET", "/readyz", 200), timeout_s=15)
+    poll(status_is(port, "GET", "/readyz", 200), timeout_s=15, what="ready after promotion")
     print(f"\nready {time.monotonic() - t0:.2f} s after pg_ctl promote returned")
     created = call(port, "POST", "/payments", {"key": prefix + "after-promotion", "amount_cents": 10})
     assert created.status == 201 and created.json()["region"] == "dr", created
@@ -487,7 +496,7 @@ def test_standby_service_is_live_not_ready_and_refuses_writes_until_promoted(pla
     # A read-only primary (default_transaction_read_only) is not ready either, and writes get 503.
     sql(standby, "ALTER SYSTEM SET default_transaction_read_only = on")
     sql(standby, "SELECT pg_reload_conf()")
-    not_ready = wait_for("not ready when read-only", status_is(port, "GET", "/readyz", 503), timeout_s=10)
+    not_ready = poll(status_is(port, "GET", "/readyz", 503), timeout_s=10, what="not ready when read-only")
     assert "read-only" in not_ready.json()["reasons"][0]
     write = call(port, "POST", "/payments", {"key": prefix + "read-only", "amount_cents": 10})
     assert (write.status, write.headers["x-served-by"]) == (503, "payments"), write
@@ -497,7 +506,7 @@ def test_standby_service_is_live_not_ready_and_refuses_writes_until_promoted(pla
          "-c", "SELECT pg_reload_conf()"],
         user="postgres", environment={"PGOPTIONS": "-c default_transaction_read_only=off"})  # fmt: skip
     assert code == 0, out
-    wait_for("ready again", status_is(port, "GET", "/readyz", 200), timeout_s=10)
+    poll(status_is(port, "GET", "/readyz", 200), timeout_s=10, what="ready again")
 
 
 def test_services_recover_after_postgres_restarts(platform, mirror, prefix):
@@ -532,7 +541,7 @@ def test_services_recover_after_postgres_restarts(platform, mirror, prefix):
         during += 1
     restart.join()
     t0 = time.monotonic()
-    wait_for("every service serves again", all_served, timeout_s=20)
+    poll(all_served, timeout_s=20, what="every service serves again")
     recovered_s = time.monotonic() - t0
     print(f"\nserved again {recovered_s:.2f} s after docker restart returned; {during} rounds during "
           f"the restart; slowest answer {slowest_s:.2f} s")
@@ -551,4 +560,4 @@ def test_services_recover_after_postgres_restarts(platform, mirror, prefix):
         assert reply.elapsed_s < 3.5
     finally:
         postgres.unpause()
-    wait_for("served after unpause", all_served, timeout_s=10)
+    poll(all_served, timeout_s=10, what="served after unpause")

@@ -85,11 +85,12 @@ def test_plain_chaos_run_refuses_an_unknown_az_before_any_fault(tmp_path):
     activity(doc, "power-off-az-a")["provider"]["arguments"]["az"] = "z"
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc))
-    env = {**os.environ, "DRDRILL_MIRROR_STATE": str(tmp_path / "no-mirror" / "state.json")}
-    result = subprocess.run(
+    env = {**os.environ, "DRDRILL_MIRROR_STATE": str(tmp_path / "no-mirror" / "state.json"),
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # in tmp_path: `chaos` writes its chaostoolkit.log into the cwd
         [sys.executable, "-m", "chaostoolkit", "--no-version-check", "run", "--journal-path",
          str(tmp_path / "journal.json"), str(path)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     output = result.stdout + result.stderr
     assert "no AZ 'z' in region primary; AZs are a, b, c" in output
     journal = json.loads((tmp_path / "journal.json").read_text())

@@ -11,14 +11,7 @@ from chaoslib.types import Configuration, Secrets
 from drdrill.mirror import probes
 from drdrill.mirror.lifecycle import MirrorState, load_state
 
-__all__ = [
-    "every_service_served",
-    "mirror_problems",
-    "patroni_leader",
-    "replication_lag_bytes",
-    "serving_database_writable",
-    "serving_region",
-]
+__all__ = ["every_service_served", "serving_database_writable"]
 
 
 def _state(configuration: Configuration) -> MirrorState:
@@ -32,31 +25,8 @@ def every_service_served(services: list[str] | None = None, configuration: Confi
     return all(v["served"] for v in view.values())
 
 
-def serving_region(configuration: Configuration = None, secrets: Secrets = None) -> str | None:
-    """The region whose ALB answers through the global entry now (None: none does)."""
-    return probes.serving_region(_state(configuration))
-
-
 def serving_database_writable(configuration: Configuration = None, secrets: Secrets = None) -> bool:
     """Whether the database of the region serving users is writable."""
     state = _state(configuration)
     region = probes.serving_region(state)
     return region is not None and probes.writable(state, region)
-
-
-def mirror_problems(configuration: Configuration = None, secrets: Secrets = None) -> list[str]:
-    """Why the mirror is not in its healthy steady state ([] when it is)."""
-    return probes.problems(_state(configuration))
-
-
-def patroni_leader(region: str = "primary", configuration: Configuration = None,
-                   secrets: Secrets = None) -> str | None:  # fmt: skip
-    """The Patroni member holding ``region``'s leader lock (None without one)."""
-    return probes.patroni_leader(_state(configuration), region)
-
-
-def replication_lag_bytes(region: str = "dr", configuration: Configuration = None,
-                          secrets: Secrets = None) -> int | None:  # fmt: skip
-    """Bytes of WAL ``region``'s standby cluster has not replayed yet (None: not streaming)."""
-    lag = probes.replication_lag(_state(configuration)).get(region) or {}
-    return lag.get("bytes")

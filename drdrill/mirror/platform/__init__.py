@@ -1,11 +1,11 @@
-"""The reference creator platform: the five HTTP services the local mirror runs (stdlib + psycopg2).
+"""The reference creator platform: the five HTTP services of the local mirror (psycopg2, redis-py).
 
 They serve the same public API as :mod:`drdrill.testing.groundtruth`, but keep their data in the
 region's PostgreSQL (through the regional HAProxy) and auth sessions in Redis, so a drill measures
 what real components do when they crash, hang, fail over or are promoted.
 
 Command line (an executable on the PATH of the node image, run by ``/opt/patroni/bin/python``, which
-has psycopg2)::
+has psycopg2 and redis-py)::
 
     drdrill-platform --service <payments|auth|users|storefront|analytics> --region <name> --port 8080
 

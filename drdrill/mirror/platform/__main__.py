@@ -1,4 +1,4 @@
-"""``python -m drdrill.mirror.platform --service S --region R --port P`` (needs psycopg2)."""
+"""``python -m drdrill.mirror.platform --service S --region R --port P`` (needs psycopg2 and redis-py)."""
 
 import sys
 

@@ -28,8 +28,8 @@ import psycopg2
 
 from . import ENV, SERVICES, WRITE_SERVICES
 from .db import UNDEFINED_TABLE, Database, DatabaseUnavailable
-from .resp import Redis, RedisError, RedisUnavailable
 from .schema import STOREFRONT_ITEMS, SchemaKeeper, writable
+from .sessions import REDIS_TIMEOUT_S, SessionStoreError, describe, session_store
 
 __all__ = ["App", "Settings", "main"]
 
@@ -130,7 +130,7 @@ class App:
         self.db = Database(settings.pg_dsn, pool_size=settings.pg_pool,
                            timeout_s=settings.db_timeout_s,
                            application_name=f"drdrill-{settings.service}")
-        self.redis = Redis(settings.redis_url) if settings.redis_url else None
+        self.redis = session_store(settings.redis_url) if settings.redis_url else None
         self.schema = SchemaKeeper(self.db, log=log)
         self.started_s = time.time()
         self._reconciler: threading.Thread | None = None
@@ -166,8 +166,8 @@ class App:
             return 503, {"error": str(exc)}
         except DatabaseUnavailable as exc:
             return 503, {"error": exc.reason}
-        except (RedisUnavailable, RedisError) as exc:
-            return 503, {"error": f"session store unavailable: {exc}"}
+        except SessionStoreError as exc:
+            return 503, {"error": self._session_store_problem(exc)}
         except psycopg2.Error as exc:
             if exc.pgcode == UNDEFINED_TABLE:
                 self.schema.invalidate()
@@ -219,7 +219,7 @@ class App:
         except DatabaseUnavailable as exc:
             reasons.append(exc.reason)
         if checker is not None:
-            checker.join(3 * self.redis.timeout_s + 0.2)
+            checker.join(3 * REDIS_TIMEOUT_S + 0.2)
             reasons.extend(redis_problem if not checker.is_alive() else
                            ["session store unavailable: no answer in time"])
         body = {"ready": not reasons, "service": self.service, "region": self.region,
@@ -231,8 +231,12 @@ class App:
         try:
             if not self.redis.ping():
                 problems.append("session store unavailable: PING not answered PONG")
-        except (RedisUnavailable, RedisError) as exc:
-            problems.append(f"session store unavailable: {exc}")
+        except SessionStoreError as exc:
+            problems.append(self._session_store_problem(exc))
+
+    def _session_store_problem(self, exc: Exception) -> str:
+        assert self.redis is not None
+        return f"session store unavailable: {describe(self.redis)}: {exc or type(exc).__name__}"
 
     # ---- the final read ------------------------------------------------------------------------
 
@@ -342,7 +346,7 @@ class App:
             user = _string(_json_object(body), "user")
             token = "tok-" + secrets.token_hex(12)
             session = json.dumps({"user": user, "region": self.region, "created_s": time.time()})
-            self.redis.set(f"session:{token}", session, ex_s=self.settings.session_ttl_s)
+            self.redis.set(f"session:{token}", session, ex=self.settings.session_ttl_s)
             return 200, {"user": user, "token": token, "ttl_s": self.settings.session_ttl_s}
         if len(rest) == 2 and rest[0] == "sessions":
             _allow(method, "GET")
@@ -616,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                       "replica": settings.replica, "port": server.server_address[1],
                       "pid": os.getpid()}), flush=True)
     log(f"{settings.service} ({settings.region}) listening on {args.host}:{server.server_address[1]}, "
-        f"database {app.db!r}" + (f", sessions {app.redis!r}" if app.redis else ""))
+        f"database {app.db!r}" + (f", sessions {describe(app.redis)}" if app.redis else ""))
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
