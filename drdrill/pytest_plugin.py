@@ -34,7 +34,7 @@ import pytest
 
 from drdrill.checkers import CheckResult, Validity
 from drdrill.config import load_config
-from drdrill.errors import DrdrillError
+from drdrill.errors import DataLost, DrdrillError, Indeterminate, ObjectiveMissed
 from drdrill.run import RunDir
 from drdrill.targets import TARGETS
 
@@ -44,18 +44,6 @@ __all__ = ["EXPERIMENT_STEP", "DataLost", "Indeterminate", "ObjectiveMissed", "r
 
 EXPERIMENT_STEP = 'the experiment "{name}" runs'
 MANUAL_STEP = 'the runbook steps "{steps}" are manual'
-
-
-class Indeterminate(Exception):
-    """The history cannot tell whether the objective was met (a checker said UNKNOWN)."""
-
-
-class ObjectiveMissed(AssertionError):
-    """A recovery objective was missed (RTO, a runbook step, the serving region, the saga)."""
-
-
-class DataLost(AssertionError):
-    """Acknowledged writes were lost, or the loss reached past the RPO objective."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
