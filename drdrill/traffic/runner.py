@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from drdrill.errors import TrafficError
+from drdrill.settings import LOCUSTFILE as DEFAULT_LOCUSTFILE
 
 __all__ = ["DEFAULT_LOCUSTFILE", "TrafficRun"]
 
-DEFAULT_LOCUSTFILE = Path(__file__).resolve().parents[2] / "synthetic" / "locustfile.py"
 DEFAULT_SERVICES = ("payments", "auth", "users", "storefront", "analytics")
 
 
