@@ -5,7 +5,8 @@ the given feature files or directories to pytest-bdd, and runs pytest on it in a
 drdrill's plugin and step library (:data:`drdrill.steps.PLUGINS`) loaded from the installed
 package, the project directory as pytest's root and working directory, the project's own pytest
 configuration (``pytest.ini``, or ``pyproject.toml`` with ``[tool.pytest.ini_options]``: the
-markers it registers, its ``addopts``) when it has one. So the features and experiments can be
+markers it registers, its ``addopts``) when it has one; pytest's root is the project directory
+(the folder above the features when they lie elsewhere). So the features and experiments can be
 anywhere — a checkout's or a ``pip install drdrill`` user's own — and nothing is written beside them.
 """
 
@@ -72,17 +73,28 @@ class BddSession:
             self.directory = None
 
     @property
+    def rootdir(self) -> Path:
+        """pytest's root: the project directory, unless the features lie outside it (then the folder
+        above them, so that reports name them from their own folder: ``features/az/...``)."""
+        if all(f.is_relative_to(self.project) for f in self.features):
+            return self.project
+        return Path(os.path.commonpath([f if f.is_dir() else f.parent for f in self.features])).parent
+
+    @property
     def command(self) -> list[str]:
         """The pytest command line of this session."""
         if self.directory is None:
             raise RuntimeError("BddSession is used as a context manager (with ...)")
         config = pytest_config_file(self.project) or self.directory / "pytest.ini"
         command = [sys.executable, "-m", "pytest", str(self.directory / "test_drills.py"),
-                   "-c", str(config), "--rootdir", str(self.project), "-p", "no:cacheprovider"]  # fmt: skip
+                   "-c", str(config), "--rootdir", str(self.rootdir), "-p", "no:cacheprovider"]  # fmt: skip
         for plugin in PLUGINS:
             command += ["-p", plugin]
-        if self.experiments is not None:
-            command += ["-o", f"drdrill_experiment_dirs={shlex.quote(str(self.experiments))}"]
+        experiments = self.experiments
+        if experiments is None and self.rootdir != self.project:  # not the plugin's rootdir/experiments
+            experiments = self.project / "experiments"
+        if experiments is not None:
+            command += ["-o", f"drdrill_experiment_dirs={shlex.quote(str(experiments))}"]
         return command + self.args
 
     def collect(self, *extra: str) -> subprocess.CompletedProcess[str]:
