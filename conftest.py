@@ -1,10 +1,5 @@
-"""Root conftest: the drdrill pytest plugin and the Gherkin step library."""
+"""Root conftest: the drdrill pytest plugin and the Gherkin step library (``drdrill.steps``)."""
 
-pytest_plugins = [
-    "drdrill.pytest_plugin",
-    "steps.environment",
-    "steps.traffic",
-    "steps.faults",
-    "steps.objectives",
-    "steps.runbook",
-]
+from drdrill.steps import PLUGINS
+
+pytest_plugins = list(PLUGINS)

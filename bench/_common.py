@@ -33,6 +33,7 @@ from drdrill.chaos.runner import run_experiment  # noqa: E402
 from drdrill.config import DrillConfig, default_config  # noqa: E402
 from drdrill.drill import Drill  # noqa: E402
 from drdrill.run import RunDir  # noqa: E402
+from drdrill.tables import table as drdrill_table  # noqa: E402
 from drdrill.targets.groundtruth import GroundTruthTarget  # noqa: E402
 
 _T0 = time.monotonic()
@@ -156,7 +157,7 @@ def ground_truth_trial(benchmark: str, name: str, users: int, rate_per_user: flo
                        **meta: Any) -> Iterator[Trial]:
     """A fresh ground-truth service + a drill with Locust traffic flowing (after ``baseline_s``).
 
-    Traffic is drdrill's own (:meth:`Drill.start_traffic`: ``synthetic/locustfile.py``).
+    Traffic is drdrill's own (:meth:`Drill.start_traffic`: ``drdrill/traffic/locustfile.py``).
     Whatever happens, traffic is stopped, the final read taken, ``results.json`` written and the
     service stopped on exit. Read ``target.truth()`` before leaving the block.
     """
@@ -199,17 +200,9 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
-    """A plain-text table (first column left-aligned, the rest right-aligned)."""
-    cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w)
-                         for i, (v, w) in enumerate(zip(values, widths, strict=True)))
-
-    out = ([title] if title else []) + [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
+    """A plain-text table (first column left-aligned, the rest right-aligned): drdrill's printer."""
+    return drdrill_table(headers, [[fmt(c) for c in row] for row in rows], align="first-left",
+                         rule=True, title=title)  # fmt: skip
 
 
 def write_json(path: str | Path, data: Any) -> None:

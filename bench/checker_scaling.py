@@ -651,11 +651,9 @@ def verify(meta: dict[str, Any], measured: dict[str, Any]) -> list[str]:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
-    out = [line, "-" * len(line)]
-    out += ["  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+    from drdrill.tables import table as drdrill_table
+
+    return drdrill_table(header, rows, align="right", rule=True)
 
 
 def main(argv: list[str] | None = None) -> int:

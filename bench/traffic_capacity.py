@@ -12,7 +12,7 @@ What it does
   to one core (``--server-core``, default 1); Locust runs pinned to the other (``--locust-core``, 0).
   Both processes' CPU use is reported, so the reader sees who saturated (Locust at ~100 % of its core
   and the server below: the figures are Locust's capacity).
-* Runs ``python -m locust -f synthetic/locustfile.py --headless`` (FastHttpUser) with ``--users``
+* Runs ``python -m locust -f drdrill/traffic/locustfile.py --headless`` (FastHttpUser) with ``--users``
   users at ``--drdrill-rate`` requests/s each (1000: effectively unthrottled) for ``--duration-s``,
   in two modes: recorder OFF (no ``--drdrill-history``) and ON (recording into a history file).
   Each mode ``--repeats`` times, alternating ABBA (off, on, on, off, off, on), the server's state
@@ -47,7 +47,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "traffic_capacity"
-LOCUSTFILE = ROOT / "synthetic" / "locustfile.py"
+LOCUSTFILE = ROOT / "drdrill" / "traffic" / "locustfile.py"
 GOAL_OVERHEAD = 0.10
 
 sys.path.insert(0, str(ROOT))
@@ -468,11 +468,9 @@ def profile_recorder(args: argparse.Namespace, service: Any) -> dict[str, Any]:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
-    out = [line, "-" * len(line)]
-    out += ["  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+    from drdrill.tables import table as drdrill_table
+
+    return drdrill_table(header, rows, align="right", rule=True)
 
 
 def print_profile(profile: dict[str, Any]) -> None:

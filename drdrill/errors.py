@@ -10,6 +10,17 @@
     │   └── WaitTimeout          a condition did not hold within its time bound (``.last``: last seen)
     └── RunbookError             a runbook step is unknown, or its operator did not confirm it in time
 
+A drill's verdicts, raised by :func:`drdrill.pytest_plugin.require` in the Then steps. They are not
+DrdrillErrors on purpose: they are the platform's results, not drdrill failing, and pytest and
+Allure tell them apart by their base (an AssertionError is *failed*, anything else *broken*):
+
+    AssertionError
+    ├── ObjectiveMissed          a recovery objective was missed (RTO, a runbook step, the serving
+    │                            region, the saga): a product defect
+    └── DataLost                 acknowledged writes were lost, or the loss reached past the RPO
+    Exception
+    └── Indeterminate            the history cannot tell whether the objective was met (UNKNOWN)
+
 Messages say what happened and what to do next.
 """
 
@@ -17,10 +28,13 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DataLost",
     "DrdrillError",
     "ExperimentError",
     "GuardrailError",
     "HistoryError",
+    "Indeterminate",
+    "ObjectiveMissed",
     "RunbookError",
     "TargetError",
     "TrafficError",
@@ -66,3 +80,15 @@ class WaitTimeout(TargetError):
     def __init__(self, message: str, last: object = None) -> None:
         super().__init__(message)
         self.last = last
+
+
+class Indeterminate(Exception):
+    """The history cannot tell whether the objective was met (a checker said UNKNOWN)."""
+
+
+class ObjectiveMissed(AssertionError):
+    """A recovery objective was missed (RTO, a runbook step, the serving region, the saga)."""
+
+
+class DataLost(AssertionError):
+    """Acknowledged writes were lost, or the loss reached past the RPO objective."""

@@ -9,10 +9,16 @@ Pre-flight: after collection and before any test runs, every step of every selec
 have a definition and every experiment a step names must exist and validate; otherwise the session
 stops with one message listing each problem at its file and line — before any fault is injected.
 
+Targets: the target named by ``--drdrill-target`` comes from the registry (:mod:`drdrill.targets`)
+with the session's ``--drdrill-aws-config`` / ``--drdrill-keep-mirror``; its pre-flight, dry-run plan,
+start and stop are its own. Scenarios tagged for another target (``@groundtruth``, ``@mirror``: see
+each target's ``tags``) are deselected.
+
 Verdicts: :func:`require` turns a checker result into the test outcome: INVALID raises
-:class:`DataLost` (an RPO or lost-writes objective) or :class:`ObjectiveMissed` (any other), both
-AssertionErrors (Allure: failed, a product defect); UNKNOWN raises :class:`Indeterminate`
-(Allure: broken, not enough evidence).
+:class:`~drdrill.errors.DataLost` (an RPO or lost-writes objective) or
+:class:`~drdrill.errors.ObjectiveMissed` (any other), both AssertionErrors (Allure: failed, a
+product defect); UNKNOWN raises :class:`~drdrill.errors.Indeterminate` (Allure: broken, not enough
+evidence).
 
 Allure (with ``--alluredir``): each scenario gets an epic (its fault class), story, severity (from
 the tiers it judges), a link to the runbook (ini ``drdrill_runbook_url``, default
@@ -34,9 +40,16 @@ import pytest
 
 from drdrill.checkers import CheckResult, Validity
 from drdrill.config import load_config
-from drdrill.errors import DrdrillError
+from drdrill.errors import DataLost, DrdrillError, Indeterminate, ObjectiveMissed
 from drdrill.run import RunDir
-from drdrill.targets import TARGETS
+from drdrill.targets import (
+    DEFAULT_TARGET,
+    TARGETS,
+    TargetOptions,
+    activity_lines,
+    create,
+    targets_by_tag,
+)
 
 log = logging.getLogger("drdrill")
 
@@ -46,22 +59,10 @@ EXPERIMENT_STEP = 'the experiment "{name}" runs'
 MANUAL_STEP = 'the runbook steps "{steps}" are manual'
 
 
-class Indeterminate(Exception):
-    """The history cannot tell whether the objective was met (a checker said UNKNOWN)."""
-
-
-class ObjectiveMissed(AssertionError):
-    """A recovery objective was missed (RTO, a runbook step, the serving region, the saga)."""
-
-
-class DataLost(AssertionError):
-    """Acknowledged writes were lost, or the loss reached past the RPO objective."""
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("drdrill", "drdrill drills")
-    group.addoption("--drdrill-target", choices=TARGETS, default="groundtruth",
-                    help="the platform to drill (default: groundtruth)")
+    group.addoption("--drdrill-target", choices=TARGETS, default=DEFAULT_TARGET,
+                    help=f"the platform to drill (default: {DEFAULT_TARGET})")
     group.addoption("--drdrill-keep-mirror", action="store_true",
                     help="leave the local mirror up after the session (default: take down what was brought up)")
     group.addoption("--drdrill-runs-dir", default="reports/runs",
@@ -87,24 +88,37 @@ def experiment_dirs(config: pytest.Config) -> list[Path]:
     return [*(d / target for d in dirs if (d / target).is_dir()), *dirs]
 
 
-# ---------------------------------------------------------------------- target tags
+def session_target(config: pytest.Config) -> Any:
+    """The session's :class:`~drdrill.targets.Target` (one per session, from its ``--drdrill-*``
+    options): checked at pre-flight and planned by a dry run before :func:`drdrill_target` starts it."""
+    target = config.stash.get(_TARGET, None)
+    if target is None:
+        target = create(config.getoption("--drdrill-target"), TargetOptions.from_pytest(config))
+        config.stash[_TARGET] = target
+    return target
 
-TARGET_TAGS = {"groundtruth": {"groundtruth"}, "mirror": {"local", "aws"}}
+
+_TARGET = pytest.StashKey[Any]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """SIGTERM ends a drill session as Ctrl-C does: rollbacks, traffic stopped, mirror taken down."""
+    """drdrill's own Gherkin tags become markers (:mod:`drdrill.tags`); SIGTERM ends a drill session
+    as Ctrl-C does: rollbacks, traffic stopped, mirror taken down."""
+    from drdrill import tags
     from drdrill.chaos.runner import interrupt_on_sigterm
 
+    for name, meaning in tags.markers().items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
     interrupt_on_sigterm()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Scenarios tagged for another target (``@groundtruth``, ``@mirror``) are deselected."""
     target = config.getoption("--drdrill-target")
+    tagged = targets_by_tag()
     keep, dropped = [], []
     for item in items:
-        wanted = {t for m in item.iter_markers() if m.name in TARGET_TAGS for t in TARGET_TAGS[m.name]}
+        wanted = {t for m in item.iter_markers() if m.name in tagged for t in tagged[m.name]}
         (dropped if wanted and target not in wanted else keep).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -153,43 +167,30 @@ def _scenario_experiments(session: pytest.Session) -> list[tuple[str, str, str]]
 
 
 def write_plan(session: pytest.Session, path: Path) -> bool:
-    """The dry run: what every selected scenario's experiment would do, as JSON in ``path``; True if
-    a guardrail refused something."""
+    """The dry run: what every selected scenario's experiment would do on the target (its
+    :meth:`~drdrill.targets.Target.plan`), as JSON in ``path``; True if the target refused something."""
     from drdrill.chaos.runner import find_experiment, load_experiment
 
     config = session.config
-    target = config.getoption("--drdrill-target")
+    target = session_target(config)
     plans = []
-    refused = False
-    aws = None
-    if target == "aws":
-        from drdrill.aws.config import load_aws_config
-        from drdrill.aws.guardrails import account_problems
-        from drdrill.aws.operations import Aws
-
-        aws = Aws(load_aws_config(config.getoption("--drdrill-aws-config")))
-        account = account_problems(aws)
-        if account:
-            refused = True
-            plans.append({"scenario": "(every scenario)", "where": aws.mirror.source, "experiment": "",
-                          "lines": [], "problems": account})
+    refused_all = target.session_problems()
+    if refused_all:
+        plans.append({"scenario": "(every scenario)", "where": "", "experiment": "", "lines": [],
+                      "problems": refused_all})  # fmt: skip
+    refused = bool(refused_all)
     for scenario, where, name in _scenario_experiments(session):
         experiment_path = find_experiment(name, experiment_dirs(config))
         experiment = load_experiment(experiment_path)
         entry = {"scenario": scenario, "where": where, "experiment": str(experiment_path)}
-        if aws is not None and not refused:
-            from drdrill.chaos.aws.control import plan_experiment
-
-            configuration = {"aws_config": aws.mirror.source}
-            entry["lines"], entry["problems"] = plan_experiment(experiment, aws, configuration)
+        if refused_all:  # nothing is planned against a target that refuses every scenario
+            entry["lines"], entry["problems"] = activity_lines(experiment), []
         else:
-            entry["lines"] = [f"{a.get('name')}: {(a.get('provider') or {}).get('func', '')}"
-                              for a in experiment.get("method") or []]  # fmt: skip
-            entry["problems"] = []
+            entry["lines"], entry["problems"] = target.plan(experiment)
         refused = refused or bool(entry["problems"])
         plans.append(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"target": target, "refused": refused, "scenarios": plans}, indent=2))
+    path.write_text(json.dumps({"target": target.name, "refused": refused, "scenarios": plans}, indent=2))
     return refused
 
 
@@ -205,7 +206,7 @@ def preflight(session: pytest.Session) -> list[str]:
 
     problems: list[str] = []
     try:
-        experiment_problems = _static_checker(session.config)
+        experiment_problems = session_target(session.config).static_problems
     except DrdrillError as exc:
         return [str(exc)]
     seen: set[str] = set()
@@ -242,19 +243,6 @@ def preflight(session: pytest.Session) -> list[str]:
     return problems
 
 
-def _static_checker(config: pytest.Config) -> Any:
-    """The target's check of an experiment that needs no running platform (names, providers)."""
-    if config.getoption("--drdrill-target") == "aws":
-        from drdrill.aws.config import load_aws_config
-        from drdrill.chaos.aws.control import experiment_problems as aws_problems
-
-        mirror = load_aws_config(config.getoption("--drdrill-aws-config"))
-        return lambda experiment: aws_problems(experiment, mirror, {"aws_config": mirror.source})
-    from drdrill.chaos.local.control import experiment_problems
-
-    return experiment_problems
-
-
 # ---------------------------------------------------------------------- fixtures
 
 
@@ -267,35 +255,11 @@ def drdrill_config(pytestconfig: pytest.Config):
 @pytest.fixture(scope="session")
 def drdrill_target(pytestconfig: pytest.Config):
     """The platform under test, started for the session and stopped after it."""
-    name = pytestconfig.getoption("--drdrill-target")
-    if name == "groundtruth":
-        from drdrill.targets.groundtruth import GroundTruthTarget
-
-        target = GroundTruthTarget().start()
-        try:
-            yield target
-        finally:
-            target.stop()
-        return
-    if name == "aws":
-        from drdrill.targets.aws import AwsTarget
-
-        target = AwsTarget(pytestconfig.getoption("--drdrill-aws-config")).start()
-        try:
-            yield target
-        finally:
-            target.stop()
-        return
-    if name == "local":
-        from drdrill.targets.local import LocalTarget
-
-        target = LocalTarget(keep=pytestconfig.getoption("--drdrill-keep-mirror")).start()
-        try:
-            yield target
-        finally:
-            target.stop()
-        return
-    raise pytest.UsageError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+    target = session_target(pytestconfig).start()
+    try:
+        yield target
+    finally:
+        target.stop()
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
@@ -318,7 +282,8 @@ def _allure_environment(pytestconfig: pytest.Config, drdrill_target) -> None:
         return
     from drdrill.report.allure_results import environment, write_categories, write_environment
 
-    write_environment(alluredir, environment(drdrill_target, pytestconfig.rootpath))
+    package = Path(__file__).resolve().parent  # drdrill's own revision, wherever the features are
+    write_environment(alluredir, environment(drdrill_target, package))
     write_categories(alluredir)
 
 

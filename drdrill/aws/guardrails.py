@@ -1,6 +1,6 @@
 """The aws target's guardrails: what must hold before drdrill changes anything in AWS.
 
-Checked on the plan of every action (:mod:`drdrill.aws.operations`), before any change, and at
+Checked on the plan (:mod:`drdrill.aws.plan`) of every action (:mod:`drdrill.aws.operations`), before any change, and at
 pre-flight for every action of an experiment (so a refusal comes before the first fault):
 
 account        the caller's account (STS ``GetCallerIdentity``) is in ``allowed_accounts``
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drdrill.aws.operations import Aws, Operation, Resource
+from drdrill.aws.plan import Aws, Operation, Resource
 
 __all__ = ["account_problems", "problems", "resource_tags"]
 

@@ -4,7 +4,7 @@ Wired into the main CLI with :func:`add_parser` (adds the ``mirror`` subcommand 
 object) and :func:`run` (runs parsed arguments, returns the exit code). Also runs on its own:
 ``python -m drdrill.mirror.cli up``.
 
-Exit codes:
+Exit codes (drdrill's, :mod:`drdrill.exitcodes`):
 
     0    done (up: healthy; down: nothing left; status: printed)
     3    could not be done: no Docker engine, the mirror did not become healthy, no mirror is up
@@ -22,15 +22,11 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from drdrill.commands.parser import Parser
 from drdrill.errors import ConfigError, DrdrillError
+from drdrill.exitcodes import MIRROR_EPILOG, ExitCode
 
 __all__ = ["add_parser", "main", "run"]
-
-EXIT_OK = 0
-EXIT_NOT_DONE = 3
-EXIT_INTERRUPTED = 130
-EXIT_BAD_ARGS = 254
-EXIT_INTERNAL = 255
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,8 +37,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> argparse.ArgumentPars
         description="The local mirror: the platform of the DR plan in Docker (two regions, "
         "Patroni, etcd, HAProxy, Redis, the services, a global entry). Every port is published "
         "on 127.0.0.1 only; the state file lists them for chaos runs and Locust.",
-        epilog="exit codes: 0 done, 3 could not be done, 130 interrupted, 254 bad arguments, "
-        "255 internal error",
+        epilog=MIRROR_EPILOG,
     )
     actions = mirror.add_subparsers(dest="mirror_command", required=True, metavar="ACTION",
                                     parser_class=type(mirror))  # fmt: skip
@@ -89,18 +84,18 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except ConfigError as exc:
         print(f"drdrill mirror: {exc}", file=sys.stderr)
-        return EXIT_BAD_ARGS
+        return ExitCode.BAD_ARGS
     except DrdrillError as exc:
         print(f"drdrill mirror: {exc}", file=sys.stderr)
-        return EXIT_NOT_DONE
+        return ExitCode.NOT_RUN
     except KeyboardInterrupt:
         print("drdrill mirror: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except Exception:
         traceback.print_exc()
         print("drdrill mirror: internal error (a bug in drdrill); see the traceback above",
               file=sys.stderr)  # fmt: skip
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -117,11 +112,11 @@ def _run(args: argparse.Namespace) -> int:
                              state_file=args.state, timeout_s=args.timeout)  # fmt: skip
         print()
         print(lifecycle.status(state))
-        return EXIT_OK
+        return ExitCode.VALID
     if args.mirror_command == "down":
         lifecycle.down(args.mirror_id, state_file=args.state, progress=progress,
                        everything=args.all)  # fmt: skip
-        return EXIT_OK
+        return ExitCode.VALID
     if args.mirror_command == "status":
         report = lifecycle.status(state_file=args.state)
         if args.json:
@@ -132,20 +127,14 @@ def _run(args: argparse.Namespace) -> int:
             }, indent=2))  # fmt: skip
         else:
             print(report)
-        return EXIT_OK
+        return ExitCode.VALID
     raise AssertionError(f"unknown mirror command {args.mirror_command!r}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2, which means "unknown" in drdrill
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m drdrill.mirror.cli ...`` (the same as ``drdrill mirror ...``)."""
-    parser = _Parser(prog="drdrill")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="drdrill")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_parser(commands)
     args = parser.parse_args(["mirror", *(argv if argv is not None else sys.argv[1:])])
     return run(args)

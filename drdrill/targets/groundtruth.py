@@ -6,18 +6,24 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from drdrill.targets import TargetBase, TargetOptions
 from drdrill.testing.groundtruth import GroundTruthService
 
 __all__ = ["GroundTruthTarget"]
 
 
-class GroundTruthTarget:
+class GroundTruthTarget(TargetBase):
     """A :class:`~drdrill.targets.Target` backed by a :class:`GroundTruthService` subprocess."""
 
     name = "groundtruth"
+    tags = ("groundtruth",)
 
     def __init__(self, service: GroundTruthService | None = None) -> None:
         self.service = service or GroundTruthService()
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> GroundTruthTarget:
+        return cls()
 
     def __repr__(self) -> str:
         return f"GroundTruthTarget({self.base_url if self.service.running else 'stopped'})"
@@ -52,9 +58,12 @@ class GroundTruthTarget:
         """Nothing to check: the ground-truth service has no regions, AZs or replicas to name."""
         return []
 
-    def pending_payments(self) -> dict[str, Any] | None:
-        """None: the ground-truth service has no sagas."""
-        return None
+    def static_problems(self, experiment: dict[str, Any]) -> list[str]:
+        """A local-mirror activity in the experiment is checked against the DR plan's topology, as the
+        local target checks it (``drdrill validate`` checks every feature under this target)."""
+        from drdrill.chaos.local.control import experiment_problems
+
+        return experiment_problems(experiment)
 
     def describe(self) -> dict[str, str]:
         """One process on 127.0.0.1 whose outages and data loss are known exactly."""

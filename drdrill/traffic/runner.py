@@ -22,10 +22,10 @@ from pathlib import Path
 
 from drdrill.catalog import SERVICES
 from drdrill.errors import TrafficError
+from drdrill.settings import LOCUSTFILE as DEFAULT_LOCUSTFILE
 
 __all__ = ["DEFAULT_LOCUSTFILE", "TrafficRun"]
 
-DEFAULT_LOCUSTFILE = Path(__file__).resolve().parents[2] / "synthetic" / "locustfile.py"
 DEFAULT_SERVICES = SERVICES
 
 

@@ -261,7 +261,8 @@ def test_the_experiment_control_refuses_before_the_first_fault(aws_mirror):
 
 
 def _drill(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "drdrill.cli", "drill", "--target", "aws", *args],
+    return subprocess.run([sys.executable, "-m", "drdrill.cli", "drill", "--target", "aws", "--features",
+                           str(ROOT / "features"), "--experiments", str(ROOT / "experiments"), *args],
                           capture_output=True, text=True, timeout=600, cwd=cwd, env=os.environ.copy())
 
 
@@ -307,8 +308,8 @@ def test_a_drill_on_aws_writes_no_credential_anywhere(aws_mirror, tmp_path):
         """))
     (features / "test_bind.py").write_text("from pytest_bdd import scenarios\nscenarios('.')\n")
     (tmp_path / "conftest.py").write_text(
-        'pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic", "steps.faults", '
-        '"steps.objectives"]\n')
+        'pytest_plugins = ["drdrill.pytest_plugin", "drdrill.steps.environment", "drdrill.steps.traffic", "drdrill.steps.faults", '
+        '"drdrill.steps.objectives"]\n')
     (tmp_path / "pytest.ini").write_text(f"[pytest]\ndrdrill_experiment_dirs = {ROOT / 'experiments'}\n"
                                          "markers =\n    mirror: m\n")
     runs, allure = tmp_path / "runs", tmp_path / "allure"

@@ -11,13 +11,14 @@ import pytest
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
+CHECKOUT = ["--features", str(ROOT / "features"), "--experiments", str(ROOT / "experiments")]  # run from tmp
 
 
 def test_drill_prints_verdicts_writes_allure_and_a_recheckable_run(tmp_path):
     runs, allure = tmp_path / "runs", tmp_path / "allure"
     result = subprocess.run(
-        [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(runs), "--alluredir", str(allure),
-         "-m", "groundtruth", "--report-dir", str(tmp_path / "report")],
+        [sys.executable, "-m", "drdrill.cli", "drill", *CHECKOUT, "--runs-dir", str(runs), "--alluredir",
+         str(allure), "-m", "groundtruth", "--report-dir", str(tmp_path / "report")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -51,7 +52,7 @@ def test_sigterm_to_the_drill_command_stops_the_session_cleanly(tmp_path):
 
     runs = tmp_path / "runs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(runs), "--alluredir",
+        [sys.executable, "-m", "drdrill.cli", "drill", *CHECKOUT, "--runs-dir", str(runs), "--alluredir",
          str(tmp_path / "allure"), "-m", "groundtruth", "--report-dir", str(tmp_path / "report")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 120

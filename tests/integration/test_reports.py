@@ -15,6 +15,7 @@ from drdrill.report.allure_results import CATEGORIES, write_categories
 from tests.browser import chromium_page, is_blank
 
 pytestmark = [pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "A lossy failover is measured to the tenth of a second"
 
 
@@ -23,7 +24,8 @@ def drilled(tmp_path_factory):
     """One ground-truth drill through the CLI: its run directory, Allure results and reports."""
     base = tmp_path_factory.mktemp("drilled")
     result = subprocess.run(
-        [sys.executable, "-m", "drdrill.cli", "drill", "--runs-dir", str(base / "runs"),
+        [sys.executable, "-m", "drdrill.cli", "drill", "--features", str(ROOT / "features"),
+         "--experiments", str(ROOT / "experiments"), "--runs-dir", str(base / "runs"),
          "--alluredir", str(base / "allure"), "-m", "groundtruth", "--report-dir", str(base / "report")],
         capture_output=True, text=True, timeout=600, cwd=base)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -160,9 +162,9 @@ def test_categories_sort_every_failure_the_way_stakeholders_read_it(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     cases = {
-        "lossy": ("failed", "drdrill.pytest_plugin.DataLost: 10 of 600 acknowledged writes lost"),
-        "slow": ("failed", "drdrill.pytest_plugin.ObjectiveMissed: critical RTO 4000 s > 3600 s"),
-        "thin": ("broken", "drdrill.pytest_plugin.Indeterminate: too few requests after the fault"),
+        "lossy": ("failed", "drdrill.errors.DataLost: 10 of 600 acknowledged writes lost"),
+        "slow": ("failed", "drdrill.errors.ObjectiveMissed: critical RTO 4000 s > 3600 s"),
+        "thin": ("broken", "drdrill.errors.Indeterminate: too few requests after the fault"),
         "sick": ("broken", "drdrill.errors.TargetError: the local target was not healthy within 60 s"),
         "bug": ("broken", "RuntimeError: boom"),
         "fine": ("passed", ""),
@@ -208,8 +210,8 @@ BROKEN_ROLLBACK = {
 
 def test_a_failed_rollback_ends_the_scenario_as_environment_unhealthy(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))  # the step library
-    pytester.makeconftest('pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", '
-                          '"steps.traffic", "steps.faults", "steps.objectives"]\n')
+    pytester.makeconftest('pytest_plugins = ["drdrill.pytest_plugin", "drdrill.steps.environment", '
+                          '"drdrill.steps.traffic", "drdrill.steps.faults", "drdrill.steps.objectives"]\n')
     pytester.makeini("[pytest]\ndrdrill_experiment_dirs = experiments\nmarkers =\n    groundtruth: g\n")
     pytester.mkdir("experiments").joinpath("broken-rollback.json").write_text(json.dumps(BROKEN_ROLLBACK))
     pytester.mkdir("features").joinpath("rollback.feature").write_text(ROLLBACK_FEATURE)

@@ -10,16 +10,19 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.docker]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_nightly_suite_runs_end_to_end_on_the_mirror(tmp_path):
     state = tmp_path / "state.json"
     result = subprocess.run(
         [sys.executable, "-m", "drdrill.cli", "drill", "--suite", "nightly",
+         "--features", str(ROOT / "features"), "--experiments", str(ROOT / "experiments"),
          "--runs-dir", str(tmp_path / "runs"), "--alluredir", str(tmp_path / "allure"),
          "--report-dir", str(tmp_path / "report")],
         capture_output=True, text=True, timeout=1500, cwd=tmp_path,

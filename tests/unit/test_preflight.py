@@ -22,8 +22,8 @@ Feature: A drill an engineer is writing
 @pytest.fixture
 def drill_project(pytester: pytest.Pytester):
     pytester.makeconftest(textwrap.dedent("""
-        pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic",
-                          "steps.faults", "steps.objectives"]
+        pytest_plugins = ["drdrill.pytest_plugin", "drdrill.steps.environment", "drdrill.steps.traffic",
+                          "drdrill.steps.faults", "drdrill.steps.objectives"]
     """))
     pytester.makeini(textwrap.dedent("""
         [pytest]
@@ -113,8 +113,8 @@ def test_runbook_steps_reach_the_experiment_configuration(drill_project):
     drill_project.makeconftest(textwrap.dedent("""
         import json
         from pytest_bdd import then, parsers
-        pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic",
-                          "steps.faults", "steps.objectives", "steps.runbook"]
+        pytest_plugins = ["drdrill.pytest_plugin", "drdrill.steps.environment", "drdrill.steps.traffic",
+                          "drdrill.steps.faults", "drdrill.steps.objectives", "drdrill.steps.runbook"]
 
         @then(parsers.parse("the experiment configuration is {expected}"))
         def _(drill, expected):
@@ -132,8 +132,8 @@ def test_runbook_steps_reach_the_experiment_configuration(drill_project):
 
 def test_an_unknown_manual_step_is_refused_before_anything_runs(drill_project):
     drill_project.makeconftest(textwrap.dedent("""
-        pytest_plugins = ["drdrill.pytest_plugin", "steps.environment", "steps.traffic",
-                          "steps.faults", "steps.objectives", "steps.runbook"]
+        pytest_plugins = ["drdrill.pytest_plugin", "drdrill.steps.environment", "drdrill.steps.traffic",
+                          "drdrill.steps.faults", "drdrill.steps.objectives", "drdrill.steps.runbook"]
     """))
     drill_project.path.joinpath("features", "draft.feature").write_text(RUNBOOK_FEATURE.format(
         steps="declare, dnss", expected="{}"))

@@ -27,9 +27,9 @@ from drdrill import runbook
 from drdrill.aws import operations
 from drdrill.aws.config import AwsMirror, load_aws_config
 from drdrill.aws.operations import Aws
-from drdrill.catalog import CRITICAL_SERVICES
+from drdrill.chaos import http
+from drdrill.chaos.http import CRITICAL
 from drdrill.errors import TargetError
-from drdrill.mirror import probes as http_probes
 
 __all__ = [
     "crash_az",
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("drdrill")
-CRITICAL = list(CRITICAL_SERVICES)
 
 
 def mirror_of(configuration: Configuration) -> AwsMirror:
@@ -151,20 +150,13 @@ def restore_mirror(configuration: Configuration = None, secrets: Secrets = None)
 
 def wait_until_served(services: list[str] | None = None, stable_s: float = 10.0, timeout_s: float = 600.0,
                       configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
-    """Wait until ``services`` (default: every one) are served through the mirror's endpoint for ``stable_s``."""
-    endpoint = mirror_of(configuration).endpoint
-    t0 = time.monotonic()
-    since = None
-    while time.monotonic() - t0 < timeout_s:
-        view = http_probes.user_view(endpoint, services)
-        if all(v["served"] for v in view.values()):
-            since = since or time.monotonic()
-            if time.monotonic() - since >= stable_s:
-                return {"served_after_s": round(since - t0, 3)}
-        else:
-            since = None
-        time.sleep(1.0)
-    raise TargetError(f"{', '.join(services or ['the services'])} not served through {endpoint} within {timeout_s:.0f} s")
+    """Wait until ``services`` (default: every one) are served through the mirror's endpoint for ``stable_s``.
+
+    Not served by ``timeout_s``: returns ``served`` false (the steady-state check then deviates);
+    see :func:`drdrill.chaos.http.wait_until_served`.
+    """
+    return http.wait_until_served(mirror_of(configuration).endpoint, services, stable_s=stable_s,
+                                  timeout_s=timeout_s, interval_s=1.0)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- runbook
@@ -175,18 +167,8 @@ def detect_outage(services: list[str] | None = None, consecutive: int = 3, inter
                   timeout_s: float = 600.0, configuration: Configuration = None,
                   secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Monitoring: wait until a critical service fails ``consecutive`` checks in a row at the endpoint."""
-    endpoint = mirror_of(configuration).endpoint
-    services = services or CRITICAL
-    failing = dict.fromkeys(services, 0)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        for svc, seen in http_probes.user_view(endpoint, services).items():
-            failing[svc] = 0 if seen["served"] else failing[svc] + 1
-        down = [s for s, n in failing.items() if n >= consecutive]
-        if down:
-            return {"detected_after_s": round(time.monotonic() - t0, 3), "down": down}
-        time.sleep(interval_s)
-    raise TargetError(f"no outage of {', '.join(services)} detected at {endpoint} within {timeout_s:.0f} s")
+    return http.detect_outage(mirror_of(configuration).endpoint, services, consecutive=consecutive,
+                              interval_s=interval_s, timeout_s=timeout_s)  # fmt: skip
 
 
 @_step("declare")
@@ -198,8 +180,7 @@ def declare_disaster(confirm_s: float = 60.0, services: list[str] | None = None,
         operations.apply(aws, "declare", operations.plan_status(aws, "Regional disaster declared."))
         return {"declared": True, "by": "operator"}
     time.sleep(confirm_s)
-    view = http_probes.user_view(aws.mirror.endpoint, services or CRITICAL)
-    down = [s for s, v in view.items() if not v["served"]]
+    down = http.services_down(aws.mirror.endpoint, services or CRITICAL)
     if not down:
         raise TargetError(f"the outage did not persist after {confirm_s:g} s; not declaring a disaster")
     operations.apply(aws, "declare", operations.plan_status(aws, f"Regional disaster declared: {', '.join(down)} down."))
@@ -243,7 +224,7 @@ def validate_critical_path(expect_region: str = "dr", timeout_s: float = 300.0,
     urls = [u for u in (region.endpoint, mirror.endpoint) if u]
     t0 = time.monotonic()
     while True:
-        views = {url: http_probes.user_view(url, CRITICAL) for url in urls}
+        views = {url: http.user_view(url, CRITICAL) for url in urls}
         bad = [f"{svc} at {url}" for url, view in views.items() for svc, v in view.items() if not v["served"]]
         if not bad:
             return {"validated": urls, "after_s": round(time.monotonic() - t0, 3)}

@@ -22,11 +22,11 @@ from chaoslib.types import Configuration, Experiment, Secrets
 from drdrill import runbook
 from drdrill.aws import guardrails, operations
 from drdrill.aws.config import AwsMirror
-from drdrill.chaos.local.control import (
+from drdrill.chaos.preflight import (
     REGION_ARGUMENTS,
-    _activities,
-    _literal,
+    activities,
     join_chaostoolkit_run,
+    literal,
     resolved_configuration,
 )
 from drdrill.errors import DrdrillError
@@ -39,7 +39,7 @@ PROVIDER_PREFIX = "drdrill.chaos.aws"
 def _drdrill_activities(experiment: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str, str, dict]]:
     """(phase, activity, module, func, arguments) of every python activity under ``drdrill.chaos``."""
     found = []
-    for phase, activity in _activities(experiment):
+    for phase, activity in activities(experiment):
         provider = activity.get("provider") or {}
         module = str(provider.get("module", ""))
         if provider.get("type") == "python" and module.startswith("drdrill.chaos"):
@@ -68,7 +68,7 @@ def experiment_problems(experiment: Mapping[str, Any], mirror: AwsMirror | None 
         if func not in exported:
             problems.append(f"{where}: {module} has no {func!r}; it has {', '.join(exported)}")
         if mirror is not None:
-            args = {k: _literal(v, configuration) for k, v in arguments.items()}
+            args = {k: literal(v, configuration) for k, v in arguments.items()}
             for key in REGION_ARGUMENTS:
                 value = args.get(key)
                 if isinstance(value, str) and not value.startswith("${") and value not in mirror.regions:
@@ -89,7 +89,7 @@ def plan_experiment(experiment: Mapping[str, Any], aws: operations.Aws,
     problems: list[str] = []
     for phase, activity, module, func, arguments in _drdrill_activities(experiment):
         name = activity.get("name")
-        args = {k: _literal(v, configuration) for k, v in arguments.items()}
+        args = {k: literal(v, configuration) for k, v in arguments.items()}
         shown = ", ".join(f"{k}={v}" for k, v in args.items())
         if module == f"{PROVIDER_PREFIX}.actions" and func in operations.PLANS:
             try:

@@ -10,8 +10,9 @@ from typing import Any
 
 from chaoslib.types import Configuration, Secrets
 
-from drdrill.chaos.aws.actions import CRITICAL, mirror_of, session
-from drdrill.mirror import probes as http_probes
+from drdrill.chaos import http
+from drdrill.chaos.aws.actions import mirror_of, session
+from drdrill.chaos.http import CRITICAL
 
 __all__ = ["database_status", "every_service_served", "replica_lag_s", "serving_region", "target_health"]
 
@@ -75,5 +76,4 @@ def serving_region(configuration: Configuration = None, secrets: Secrets = None)
 def every_service_served(services: list[str] | None = None, configuration: Configuration = None,
                          secrets: Secrets = None) -> bool:  # fmt: skip
     """Whether every service (default: the critical ones) answers through the mirror's public endpoint."""
-    view = http_probes.user_view(mirror_of(configuration).endpoint, services or CRITICAL)
-    return all(v["served"] for v in view.values())
+    return http.every_service_served(mirror_of(configuration).endpoint, services or CRITICAL)

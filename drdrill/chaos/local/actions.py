@@ -33,7 +33,8 @@ from typing import Any
 from chaoslib.types import Configuration, Secrets
 
 from drdrill import runbook
-from drdrill.catalog import CRITICAL_SERVICES
+from drdrill.chaos import http
+from drdrill.chaos.http import CRITICAL
 from drdrill.errors import TargetError
 from drdrill.mirror import faults, probes
 from drdrill.mirror.lifecycle import MirrorState, load_state
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("drdrill")
-CRITICAL = list(CRITICAL_SERVICES)
 
 
 def _say(line: str) -> None:
@@ -201,7 +201,7 @@ def restore_mirror(timeout_s: float = 300.0, configuration: Configuration = None
     if window:  # the planned outage lasts until users are served again, not until the last API call
         deadline, in_a_row = time.monotonic() + 30.0, 0
         while in_a_row < 10 and time.monotonic() < deadline:  # 10 checks in a row (every replica)
-            served = all(v["served"] for v in probes.user_view(state.global_http).values())
+            served = http.every_service_served(state.global_http)
             in_a_row = in_a_row + 1 if served else 0
             time.sleep(0.1)
         window = [window[0], time.time()]
@@ -214,26 +214,11 @@ def wait_until_served(services: list[str] | None = None, stable_s: float = 10.0,
                       secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Wait until every service (default: all) has been served through the global entry for ``stable_s``.
 
-    Not served by ``timeout_s``: returns ``served`` false (the steady-state check then deviates).
+    Not served by ``timeout_s``: returns ``served`` false (the steady-state check then deviates);
+    see :func:`drdrill.chaos.http.wait_until_served`.
     """
-    state = _state(configuration)
-    t0 = time.monotonic()
-    since: float | None = None
-    view: dict[str, Any] = {}
-    while time.monotonic() - t0 < timeout_s:
-        view = probes.user_view(state.global_http, services)
-        now = time.monotonic()
-        if all(v["served"] for v in view.values()):
-            since = since if since is not None else now
-            if now - since >= stable_s:
-                _say(f"[wait] every service served for {stable_s:g} s "
-                     f"({since - t0:.1f} s after the wait began)")  # fmt: skip
-                return {"served": True, "served_after_s": round(since - t0, 3), "view": view}
-        else:
-            since = None
-        time.sleep(0.5)
-    log.warning("[wait] not every service served after %.0f s: %s", timeout_s, view)
-    return {"served": False, "served_after_s": None, "view": view}
+    return http.wait_until_served(_state(configuration).global_http, services, stable_s=stable_s,
+                                  timeout_s=timeout_s, interval_s=0.5)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ runbook: failover
@@ -244,23 +229,9 @@ def detect_outage(services: list[str] | None = None, consecutive: int = 3, inter
                   timeout_s: float = 120.0, configuration: Configuration = None,
                   secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Monitoring: wait until a critical service fails ``consecutive`` checks in a row through the global entry."""
-    state = _state(configuration)
-    services = services or CRITICAL
-    t0 = time.monotonic()
-    failing = dict.fromkeys(services, 0)
-    while time.monotonic() - t0 < timeout_s:
-        view = probes.user_view(state.global_http, services, timeout_s=min(2.0, interval_s * 2))
-        for svc, seen in view.items():
-            failing[svc] = 0 if seen["served"] else failing[svc] + 1
-        down = [s for s, n in failing.items() if n >= consecutive]
-        if down:
-            _say(f"[runbook] outage detected: {', '.join(down)} failed {consecutive} checks in a row")
-            return {"detected_after_s": round(time.monotonic() - t0, 3), "down": down}
-        time.sleep(interval_s)
-    raise TargetError(
-        f"no outage of {', '.join(services)} detected through {state.global_http} within "
-        f"{timeout_s:.0f} s; not declaring a disaster"
-    )
+    return http.detect_outage(_state(configuration).global_http, services, consecutive=consecutive,
+                              interval_s=interval_s, timeout_s=timeout_s,
+                              check_timeout_s=min(2.0, interval_s * 2))  # fmt: skip
 
 
 @_step("declare")
@@ -278,8 +249,7 @@ def declare_disaster(confirm_s: float = 5.0, services: list[str] | None = None,
     deadline = time.monotonic() + confirm_s
     while time.monotonic() < deadline:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    view = probes.user_view(state.global_http, services)
-    down = [s for s, v in view.items() if not v["served"]]
+    down = http.services_down(state.global_http, services)
     if not down:
         raise TargetError(
             f"the outage did not persist: {', '.join(services)} served again after {confirm_s:g} s; "

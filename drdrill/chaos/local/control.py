@@ -11,8 +11,6 @@ it refuses a plain ``chaos run`` the same way, before the steady-state hypothesi
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,54 +18,19 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.types import Configuration, Experiment, Secrets
 
 from drdrill import runbook
+from drdrill.chaos.preflight import (
+    REGION_ARGUMENTS,
+    activities,
+    join_chaostoolkit_run,
+    literal,
+    resolved_configuration,
+)
 from drdrill.errors import DrdrillError, TargetError
 from drdrill.mirror.topology import Topology, load_topology
 
 __all__ = ["before_experiment_control", "experiment_problems", "join_chaostoolkit_run", "resolved_configuration"]
 
 PROVIDER_PREFIX = "drdrill.chaos.local"
-REGION_ARGUMENTS = ("region", "to_region", "upstream", "like", "expect_region")
-
-
-def _literal(value: Any, configuration: Mapping[str, Any]) -> Any:
-    """``value`` with a whole ``${key}`` replaced by a literal configuration value (else as is)."""
-    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
-        configured = configuration.get(value[2:-1])
-        if configured is not None and not isinstance(configured, Mapping):
-            return configured
-    return value
-
-
-def resolved_configuration(experiment: Mapping[str, Any],
-                           configuration: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The experiment's configuration with ``configuration`` on top and ``{"type": "env"}`` values read."""
-    return {
-        key: (os.environ.get(value["key"], value.get("default"))
-              if isinstance(value, Mapping) and value.get("type") == "env" else value)
-        for key, value in {**(experiment.get("configuration") or {}), **(configuration or {})}.items()
-    }  # fmt: skip
-
-
-def join_chaostoolkit_run() -> None:
-    """Under a plain ``chaos run``: drdrill's progress lines go to chaostoolkit's console and log, and
-    SIGTERM stops the method and rolls back as Ctrl-C does (what every drdrill control does first)."""
-    from drdrill.chaos.runner import interrupt_on_sigterm
-
-    interrupt_on_sigterm()
-    ours = logging.getLogger("drdrill")
-    if not ours.handlers:
-        for handler in logging.getLogger("chaostoolkit").handlers:
-            ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
-
-
-def _activities(experiment: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    hypothesis = experiment.get("steady-state-hypothesis") or {}
-    return [
-        *(("steady-state hypothesis", a) for a in hypothesis.get("probes") or []),
-        *(("method", a) for a in experiment.get("method") or []),
-        *(("rollbacks", a) for a in experiment.get("rollbacks") or []),
-    ]
 
 
 def experiment_problems(
@@ -81,14 +44,14 @@ def experiment_problems(
     regions = {r.name: r for r in topology.regions}
     services = [s.name for s in topology.services]
     problems: list[str] = []
-    for phase, activity in _activities(experiment):
+    for phase, activity in activities(experiment):
         provider = activity.get("provider") or {}
         if provider.get("type") != "python" or not str(provider.get("module", "")).startswith(
             PROVIDER_PREFIX
         ):
             continue
         where = f"{phase} activity {activity.get('name')!r}"
-        args = {k: _literal(v, configuration) for k, v in (provider.get("arguments") or {}).items()}
+        args = {k: literal(v, configuration) for k, v in (provider.get("arguments") or {}).items()}
         for key in REGION_ARGUMENTS:
             value = args.get(key)
             if isinstance(value, str) and not value.startswith("${") and value not in regions:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from chaoslib.types import Configuration, Secrets
 
+from drdrill.chaos import http
 from drdrill.mirror import probes
 from drdrill.mirror.lifecycle import MirrorState, load_state
 
@@ -21,8 +22,7 @@ def _state(configuration: Configuration) -> MirrorState:
 def every_service_served(services: list[str] | None = None, configuration: Configuration = None,
                          secrets: Secrets = None) -> bool:  # fmt: skip
     """Whether a user reaching the global entry is served by every service (default: all) now."""
-    view = probes.user_view(_state(configuration).global_http, services)
-    return all(v["served"] for v in view.values())
+    return http.every_service_served(_state(configuration).global_http, services)
 
 
 def serving_database_writable(configuration: Configuration = None, secrets: Secrets = None) -> bool:

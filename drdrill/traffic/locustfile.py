@@ -1,8 +1,11 @@
 """Synthetic users of the creator platform's API: one Locust user class per service.
 
-Run it by hand::
+It ships inside the package (:data:`drdrill.settings.LOCUSTFILE`). Run it by hand, from a checkout::
 
-    locust -f synthetic/locustfile.py --headless -u 10 -r 10 -t 60s -H http://127.0.0.1:8080
+    locust -f drdrill/traffic/locustfile.py --headless -u 10 -r 10 -t 60s -H http://127.0.0.1:8080
+
+or wherever drdrill is installed: ``locust -f "$(python -c 'import drdrill.settings as s;
+print(s.LOCUSTFILE)')" ...``
 
 and add ``--drdrill-history history.jsonl --drdrill-run-id myrun`` to record every request as a
 drdrill history (that is what ``drdrill`` does). ``--drdrill-rate`` sets requests per second per

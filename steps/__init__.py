@@ -1,1 +1,0 @@
-"""Gherkin step definitions for drills: thin calls into drdrill, one module per concern."""
