@@ -196,7 +196,7 @@ def cmd_runbook(args: argparse.Namespace) -> int:
         for step in runbook.STEPS.values():
             print(f"{step.name:12} {step.phase:14} {step.title}")
         return 0
-    from drdrill.mirror.lifecycle import state_path
+    from drdrill.mirror.state import state_path
 
     directory = args.dir or state_path().with_name("runbook")
     if args.runbook_action == "status":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from chaoslib.types import Configuration, Secrets
 
-from drdrill.mirror import probes
-from drdrill.mirror.lifecycle import MirrorState, load_state
+from drdrill.mirror import health, patroni, probes, sql
+from drdrill.mirror.state import MirrorState, load_state
 
 __all__ = [
     "every_service_served",
@@ -41,22 +41,22 @@ def serving_database_writable(configuration: Configuration = None, secrets: Secr
     """Whether the database of the region serving users is writable."""
     state = _state(configuration)
     region = probes.serving_region(state)
-    return region is not None and probes.writable(state, region)
+    return region is not None and sql.writable(state, region)
 
 
 def mirror_problems(configuration: Configuration = None, secrets: Secrets = None) -> list[str]:
     """Why the mirror is not in its healthy steady state ([] when it is)."""
-    return probes.problems(_state(configuration))
+    return health.problems(_state(configuration))
 
 
 def patroni_leader(region: str = "primary", configuration: Configuration = None,
                    secrets: Secrets = None) -> str | None:  # fmt: skip
     """The Patroni member holding ``region``'s leader lock (None without one)."""
-    return probes.patroni_leader(_state(configuration), region)
+    return patroni.leader(_state(configuration), region)
 
 
 def replication_lag_bytes(region: str = "dr", configuration: Configuration = None,
                           secrets: Secrets = None) -> int | None:  # fmt: skip
     """Bytes of WAL ``region``'s standby cluster has not replayed yet (None: not streaming)."""
-    lag = probes.replication_lag(_state(configuration)).get(region) or {}
+    lag = sql.replication_lag(_state(configuration)).get(region) or {}
     return lag.get("bytes")
