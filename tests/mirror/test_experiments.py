@@ -259,7 +259,11 @@ def test_failover_then_failback_returns_to_the_primary_region(target, state_file
     assert result.find("rpo").validity is Validity.VALID
     for data_class in ("financial", "other"):
         assert result.find(f"rpo:{data_class}").metrics["lost_after_fault_count"] == 0
-    assert journal["rollbacks"][0]["output"]["layout"]["steps"] == []  # nothing left to restore
+    # what the DR plan's failback guarantees (§7: data replicated back, DNS reversed) the runbook
+    # did: nothing of it was left to the rollback. Which AZ of the primary region leads is Patroni's
+    # choice when the rebuilt region's standby leader is elected (on a busy machine not always AZ a);
+    # putting it back in AZ a is the rollback's (assert_restored checks it).
+    assert set(journal["rollbacks"][0]["output"]["layout"]["steps"]) <= {"leader-back"}
     assert_restored(state_file)
 
 
