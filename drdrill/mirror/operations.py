@@ -26,7 +26,7 @@ from drdrill.mirror.plan import MAX_REPLICAS, ContainerSpec, service_spec
 from drdrill.mirror.probes import service_health
 from drdrill.mirror.state import GLOBAL_BACKEND, MirrorState, Progress, load_state, quiet
 from drdrill.mirror.topology import load_topology
-from drdrill.waiting import wait_until
+from drdrill.waiting import remaining_s, wait_until
 
 __all__ = [
     "promote_dr",
@@ -166,7 +166,7 @@ def promote_dr(
         return result
     patroni.patch_config(state, dr, {"standby_cluster": None})
     try:
-        wait_until(lambda: sql.in_recovery(state, dr) is False, timeout_s=t0 + timeout_s - time.monotonic(),
+        wait_until(lambda: sql.in_recovery(state, dr) is False, timeout_s=remaining_s(t0 + timeout_s),
                    interval_s=0.1, what=f"region {dr} writable")  # fmt: skip
     except WaitTimeout:
         raise TargetError(f"region {dr} did not become writable in time") from None
@@ -243,7 +243,7 @@ def redeploy(
                 return health["up"] >= health["replicas"]
 
             try:
-                wait_until(all_up, timeout_s=deadline - time.monotonic(), interval_s=0.25,
+                wait_until(all_up, timeout_s=remaining_s(deadline), interval_s=0.25,
                            what=f"{region_name}/{service_name} replicas UP")  # fmt: skip
             except WaitTimeout:
                 raise TargetError(
