@@ -32,7 +32,7 @@ from typing import Any
 
 from _common import OUT, progress, table, write_json
 
-from drdrill.mirror import faults, lifecycle, probes
+from drdrill.mirror import faults, health, lifecycle, patroni
 from drdrill.mirror.engine import ensure_docker
 from drdrill.mirror.images import BASE_REPO, NODE_REPO, build_images, cache_dir
 from drdrill.mirror.plan import LABEL
@@ -64,7 +64,7 @@ def from_nothing(client) -> dict[str, Any]:
 
 
 def failover_once(state, client) -> dict[str, float]:
-    old = probes.patroni_leader(state, "primary")
+    old = patroni.leader(state, "primary")
     fault = faults.crash(faults.leader("primary"), state, client=client, progress=progress)
     t0 = time.monotonic()
     while True:
@@ -78,9 +78,9 @@ def failover_once(state, client) -> dict[str, float]:
                 raise
             time.sleep(0.1)
     failover_s = fault.applied_s - fault.started_s + (time.monotonic() - t0)
-    new = probes.patroni_leader(state, "primary")
+    new = patroni.leader(state, "primary")
     faults.undo(fault, state, client=client, progress=progress)
-    heal_s = probes.wait_healthy(state, 120)
+    heal_s = health.wait_healthy(state, 120)
     progress(
         f"failover {old} -> {new}: {failover_s:.1f} s; healthy again {heal_s:.1f} s after undo"
     )

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         rows = [(step.name, step.phase, step.title) for step in runbook.STEPS.values()]
         print(table(("step", "phase", "title"), rows))
         return 0
-    from drdrill.mirror.lifecycle import state_path
+    from drdrill.mirror.state import state_path
 
     directory = args.dir or state_path().with_name("runbook")
     if args.runbook_action == "status":

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from drdrill.mirror import lifecycle  # Docker SDK imports only when a command runs
+    from drdrill.mirror import lifecycle, status  # Docker SDK imports only when a command runs
 
     def progress(message: str) -> None:
         print(message, flush=True)
@@ -111,14 +111,14 @@ def _run(args: argparse.Namespace) -> int:
         state = lifecycle.up(topology, progress, mirror_id=args.mirror_id,
                              state_file=args.state, timeout_s=args.timeout)  # fmt: skip
         print()
-        print(lifecycle.status(state))
+        print(status.status(state))
         return ExitCode.VALID
     if args.mirror_command == "down":
         lifecycle.down(args.mirror_id, state_file=args.state, progress=progress,
                        everything=args.all)  # fmt: skip
         return ExitCode.VALID
     if args.mirror_command == "status":
-        report = lifecycle.status(state_file=args.state)
+        report = status.status(state_file=args.state)
         if args.json:
             print(json.dumps({
                 "mirror_id": report.mirror_id, "rows": report.rows, "leaders": report.leaders,

@@ -72,9 +72,10 @@ class LocalTarget(TargetBase):
     def start(self) -> LocalTarget:
         """Attach to the mirror of the state file if it is up; otherwise bring one up."""
         from drdrill.mirror import lifecycle
+        from drdrill.mirror.state import load_state
 
         try:
-            state = lifecycle.load_state(self.state_file)
+            state = load_state(self.state_file)
             self.state = state
             if self.healthy():
                 log.info("mirror %s is up; attaching to it", state.mirror_id)

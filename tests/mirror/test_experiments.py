@@ -28,7 +28,7 @@ from drdrill.checkers import Validity
 from drdrill.config import default_config
 from drdrill.drill import Drill
 from drdrill.history import read_ops
-from drdrill.mirror import probes
+from drdrill.mirror import health, patroni, probes, sql
 from drdrill.mirror.plan import LABEL
 from drdrill.run import RunDir
 from drdrill.targets.local import LocalTarget
@@ -126,15 +126,15 @@ def _names(result):
 def assert_restored(state_file):
     """Healthy, in the topology's layout: primary writable and serving with its leader in AZ a, dr a
     streaming standby at pilot-light size."""
-    from drdrill.mirror.lifecycle import load_state
+    from drdrill.mirror.state import load_state
 
     state = load_state(state_file)
-    assert probes.problems(state) == []
+    assert health.problems(state) == []
     assert state.regions["primary"]["role"] == "primary" and state.regions["dr"]["role"] == "dr"
     assert probes.serving_region(state) == "primary"
-    assert probes.patroni_leader(state, "primary") == "primary-pg-a"  # back in AZ a
+    assert patroni.leader(state, "primary") == "primary-pg-a"  # back in AZ a
     assert state.data["global"]["weights"] == {"primary": 100, "dr": 0}
-    assert probes.replication_lag(state)["dr"]["state"].startswith("streaming")
+    assert sql.replication_lag(state)["dr"]["state"].startswith("streaming")
     assert {s: v["replicas"] for s, v in state.regions["dr"]["services"].items()} == {
         "payments": 1, "auth": 1, "users": 1, "storefront": 0, "analytics": 0}
 
@@ -170,7 +170,7 @@ def test_service_failure_heals_itself(target, state_file, tmp_path):
 @pytest.mark.parametrize("experiment", ["database-leader-crash", "database-leader-hang",
                                         "az-power-loss", "az-isolation"])
 def test_database_and_az_failures_fail_over_within_the_region(target, state_file, tmp_path, experiment):
-    assert probes.patroni_leader(target.state, "primary") == "primary-pg-a"
+    assert patroni.leader(target.state, "primary") == "primary-pg-a"
     result, journal = run_drill(target, tmp_path, experiment)
     fault = journal["run"][0]["output"]
     assert "primary/pg-a" in [c["key"] for c in fault["containers"]]  # the leader was hit
@@ -259,7 +259,11 @@ def test_failover_then_failback_returns_to_the_primary_region(target, state_file
     assert result.find("rpo").validity is Validity.VALID
     for data_class in ("financial", "other"):
         assert result.find(f"rpo:{data_class}").metrics["lost_after_fault_count"] == 0
-    assert journal["rollbacks"][0]["output"]["layout"]["steps"] == []  # nothing left to restore
+    # what the DR plan's failback guarantees (§7: data replicated back, DNS reversed) the runbook
+    # did: nothing of it was left to the rollback. Which AZ of the primary region leads is Patroni's
+    # choice when the rebuilt region's standby leader is elected (on a busy machine not always AZ a);
+    # putting it back in AZ a is the rollback's (assert_restored checks it).
+    assert set(journal["rollbacks"][0]["output"]["layout"]["steps"]) <= {"leader-back"}
     assert_restored(state_file)
 
 

@@ -28,7 +28,8 @@ from drdrill.checkers import Validity, check_rpo, check_rto
 from drdrill.config import default_config
 from drdrill.errors import TargetError
 from drdrill.history import History, read_ops
-from drdrill.mirror import faults, probes
+from drdrill.mirror import failback, faults, operations, patroni, probes, sql
+from drdrill.mirror import health as mirror_health
 from drdrill.mirror.plan import LABEL
 from drdrill.traffic.runner import TrafficRun
 
@@ -199,53 +200,53 @@ def test_unknown_targets_are_refused_naming_choices(mirror, docker_client, selec
 def test_unknown_runbook_targets_are_refused(mirror, docker_client):
     before = snapshot(docker_client, mirror.mirror_id)
     with pytest.raises(TargetError, match="no service .billing.; services are"):
-        faults.scale("dr", "billing", 2, mirror, client=docker_client)
+        operations.scale("dr", "billing", 2, mirror, client=docker_client)
     with pytest.raises(TargetError, match="regions are primary, dr"):
-        faults.scale_region("moon", mirror, client=docker_client)
+        operations.scale_region("moon", mirror, client=docker_client)
     with pytest.raises(TargetError, match="regions are"):
-        faults.set_weights({"moon": 100}, mirror)
+        operations.set_weights({"moon": 100}, mirror)
     with pytest.raises(TargetError, match="regions are primary, dr"):
-        faults.rebuild_as_replica("moon", "dr", mirror, client=docker_client)
+        failback.rebuild_as_replica("moon", "dr", mirror, client=docker_client)
     with pytest.raises(TargetError, match="promote it first"):
-        faults.rebuild_as_replica("primary", "dr", mirror, client=docker_client)
+        failback.rebuild_as_replica("primary", "dr", mirror, client=docker_client)
     assert snapshot(docker_client, mirror.mirror_id) == before
 
 
 def test_probes_on_a_healthy_mirror(mirror):
-    assert probes.problems(mirror) == []
-    assert probes.patroni_leader(mirror, "primary") == "primary-pg-a"
-    assert probes.patroni_leader(mirror, "dr") == "dr-pg-a"
+    assert mirror_health.problems(mirror) == []
+    assert patroni.leader(mirror, "primary") == "primary-pg-a"
+    assert patroni.leader(mirror, "dr") == "dr-pg-a"
     assert probes.serving_region(mirror) == "primary"
-    lag = probes.replication_lag(mirror)
+    lag = sql.replication_lag(mirror)
     assert lag["dr"]["state"].startswith("streaming") and lag["dr"]["upstream"] == "primary"
     assert lag["primary-pg-b"]["state"] == "streaming, sync"
     health = probes.service_health(mirror)
     assert all(h["healthy"] for h in health["primary"].values()), health
     assert not health["dr"]["payments"]["healthy"]  # pilot light: not ready on a standby
     with pytest.raises(TargetError, match="regions are primary, dr"):
-        probes.patroni_leader(mirror, "moon")
+        patroni.leader(mirror, "moon")
 
 
 def test_killing_the_leader_fails_over_without_losing_acknowledged_writes(
     mirror, docker_client, tmp_path
 ):
-    old = probes.patroni_leader(mirror, "primary")
+    old = patroni.leader(mirror, "primary")
     with Drill(mirror, tmp_path, "kill") as drill:
         fault = faults.crash(faults.leader("primary"), mirror, client=docker_client,
                              progress=print)  # fmt: skip
         drill.faults.append(fault)
         assert [c["role"] for c in fault.containers] == ["postgres"]
         failover_s = write_through_alb(mirror, FAILOVER_BOUND_S)
-        new = probes.patroni_leader(mirror, "primary")
+        new = patroni.leader(mirror, "primary")
         print(f"\n[figure] leader failover (kill -> write through the ALB) {failover_s:.1f} s; "
               f"{old} -> {new}")  # fmt: skip
         assert new and new != old
         recovered_s = time.time()
         time.sleep(4)
         faults.undo(fault, mirror, client=docker_client, progress=print)
-        healed_s = probes.wait_healthy(mirror, HEAL_BOUND_S)
+        healed_s = mirror_health.wait_healthy(mirror, HEAL_BOUND_S)
         print(f"[figure] {old} rejoined, mirror healthy {healed_s:.1f} s after undo")
-        members = {m["name"]: m for m in probes.patroni_cluster(mirror, "primary")["members"]}
+        members = {m["name"]: m for m in patroni.cluster(mirror, "primary")["members"]}
         assert members[old]["role"] in ("replica", "sync_standby")
         assert members[old]["state"] == "streaming"
         verdict = drill.judge()
@@ -259,26 +260,26 @@ def test_killing_the_leader_fails_over_without_losing_acknowledged_writes(
 
 
 def test_pausing_the_leader_loses_no_acknowledged_write(mirror, docker_client, tmp_path):
-    old = probes.patroni_leader(mirror, "primary")
+    old = patroni.leader(mirror, "primary")
     with Drill(mirror, tmp_path, "hang") as drill:
         fault = faults.hang(faults.leader("primary"), mirror, client=docker_client,
                             progress=print)  # fmt: skip
         drill.faults.append(fault)
         time.sleep(25)
-        during = probes.patroni_leader(mirror, "primary")
+        during = patroni.leader(mirror, "primary")
         faults.undo(fault, mirror, client=docker_client, progress=print)
         write_s = write_through_alb(mirror, FAILOVER_BOUND_S)
-        healed_s = probes.wait_healthy(mirror, HEAL_BOUND_S)
+        healed_s = mirror_health.wait_healthy(mirror, HEAL_BOUND_S)
         print(f"\n[figure] paused {old} 25 s (leader then: {during}); write after unpause "
               f"{write_s:.1f} s; healthy {healed_s:.1f} s after")  # fmt: skip
         verdict = drill.judge()
     assert verdict["lost"] == set()
     assert verdict["rpo"].validity is Validity.VALID, [c.summary() for c in verdict["rpo"].children]
-    assert len(probes.patroni_cluster(mirror, "primary")["members"]) == 2
+    assert len(patroni.cluster(mirror, "primary")["members"]) == 2
 
 
 def test_losing_an_az_keeps_the_platform_serving(mirror, docker_client, tmp_path):
-    leader_az = mirror.patroni("primary")[probes.patroni_leader(mirror, "primary")]["az"]
+    leader_az = mirror.patroni("primary")[patroni.leader(mirror, "primary")]["az"]
     with Drill(mirror, tmp_path, "az") as drill:
         fault = faults.crash(faults.az("primary", leader_az), mirror, client=docker_client,
                              progress=print)  # fmt: skip
@@ -295,7 +296,7 @@ def test_losing_an_az_keeps_the_platform_serving(mirror, docker_client, tmp_path
         assert ratio >= 0.9 and n >= 10
         assert probes.service_health(mirror, "primary")["primary"]["payments"]["healthy"]
         faults.undo(fault, mirror, client=docker_client, progress=print)
-        healed_s = probes.wait_healthy(mirror, HEAL_BOUND_S)
+        healed_s = mirror_health.wait_healthy(mirror, HEAL_BOUND_S)
         print(f"[figure] AZ {leader_az} back, healthy {healed_s:.1f} s after undo")
         time.sleep(11)  # a full window after every service is back
         verdict = drill.judge()
@@ -310,19 +311,19 @@ def test_losing_an_az_keeps_the_platform_serving(mirror, docker_client, tmp_path
 
 def test_losing_the_primary_region_then_failing_over_to_dr(mirror, docker_client, tmp_path):
     with Drill(mirror, tmp_path, "region") as drill:
-        lag_before = probes.replication_lag(mirror)["dr"]
+        lag_before = sql.replication_lag(mirror)["dr"]
         fault = faults.isolate(faults.region("primary"), mirror, client=docker_client,
                                progress=print)  # fmt: skip
         drill.faults.append(fault)
         assert {c["region"] for c in fault.containers} == {"primary"}
         assert not any(c["role"] == "dns" for c in fault.containers)
         t0 = time.monotonic()
-        promoted = faults.promote_dr(mirror, progress=print)
-        counts = faults.scale_region("dr", mirror, progress=print, client=docker_client)
+        promoted = operations.promote_dr(mirror, progress=print)
+        counts = operations.scale_region("dr", mirror, progress=print, client=docker_client)
         assert counts == {
             s: v["replicas"] for s, v in mirror.regions["primary"]["services"].items()
         }
-        assert faults.set_weights({"primary": 0, "dr": 100}, mirror) == {"primary": 0, "dr": 100}
+        assert operations.set_weights({"primary": 0, "dr": 100}, mirror) == {"primary": 0, "dr": 100}
         deadline = time.time() + 60
         dr_write = None
         while dr_write is None and time.time() < deadline:
@@ -349,7 +350,7 @@ def test_losing_the_primary_region_then_failing_over_to_dr(mirror, docker_client
 
     # failback preparation: the old primary region comes back and becomes DR's standby cluster
     faults.undo(fault, mirror, client=docker_client, progress=print)
-    rebuilt = faults.rebuild_as_replica("primary", "dr", mirror, progress=print,
+    rebuilt = failback.rebuild_as_replica("primary", "dr", mirror, progress=print,
                                         client=docker_client)  # fmt: skip
     print(f"[figure] primary rebuilt as a standby of dr in {rebuilt['seconds']:.1f} s")
     assert mirror.primary_region == "dr" and mirror.dr_region == "primary"
@@ -357,9 +358,9 @@ def test_losing_the_primary_region_then_failing_over_to_dr(mirror, docker_client
     with mirror.connect("dr") as conn:
         conn.execute("create table if not exists fault_probe (k text primary key)")
         conn.execute(f"insert into fault_probe values ('{key}')")
-    lag = probes.replication_lag(mirror)
+    lag = sql.replication_lag(mirror)
     assert lag["primary"]["upstream"] == "dr" and lag["primary"]["state"].startswith("streaming")
-    from drdrill.mirror import pgwire
+    from drdrill.mirror.sql import connect
 
     deadline = time.monotonic() + 10
     for member in mirror.patroni("primary").values():
@@ -367,11 +368,9 @@ def test_losing_the_primary_region_then_failing_over_to_dr(mirror, docker_client
         while found != key and time.monotonic() < deadline:
             with (
                 contextlib.suppress(Exception),
-                pgwire.connect(
-                    member["sql"]["host"], member["sql"]["port"], "postgres", "postgres"
-                ) as conn,
+                connect(member["sql"]["host"], member["sql"]["port"]) as conn,
             ):
-                found = conn.scalar(f"select k from fault_probe where k = '{key}'")
+                found = conn.execute(f"select k from fault_probe where k = '{key}'").fetchone()[0]
             time.sleep(0.2)
         assert found == key
 

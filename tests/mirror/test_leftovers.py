@@ -8,7 +8,8 @@ import docker
 import pytest
 
 from drdrill.mirror.engine import ensure_docker
-from drdrill.mirror.lifecycle import LABEL, down, leftovers
+from drdrill.mirror.lifecycle import down, leftovers
+from drdrill.mirror.plan import LABEL
 
 pytestmark = [pytest.mark.docker]
 

@@ -334,9 +334,9 @@ def test_everything_is_labelled_and_published_on_localhost_only(mirror, docker_c
 
 @pytest.mark.docker
 def test_patroni_has_a_leader_and_a_sync_standby(mirror):
-    from drdrill.mirror import lifecycle
+    from drdrill.mirror import status
 
-    report = lifecycle.status(mirror)
+    report = status.status(mirror)
     assert report.leaders["primary"] == "primary-pg-a"
     assert report.leaders["dr"] == "dr-pg-a"
     members = {
@@ -361,14 +361,15 @@ def test_write_through_primary_sql_port_reaches_the_dr_standby(mirror):
             "create table if not exists mirror_probe (k text primary key, t timestamptz default now())"
         )
         conn.execute(f"insert into mirror_probe (k) values ('{key}')")
-        assert conn.scalar(f"select k from mirror_probe where k = '{key}'") == key
+        assert conn.execute(f"select k from mirror_probe where k = '{key}'").fetchone()[0] == key
     t0 = time.monotonic()
     found = None
     while time.monotonic() - t0 < 10:
         try:
             with mirror.connect(mirror.dr_region, timeout_s=2) as conn:
-                assert conn.scalar("select pg_is_in_recovery()") == "t"
-                found = conn.scalar(f"select k from mirror_probe where k = '{key}'")
+                assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is True
+                row = conn.execute(f"select k from mirror_probe where k = '{key}'").fetchone()
+                found = row[0] if row else None
         except Exception:
             found = None
         if found:
@@ -388,7 +389,7 @@ def _serving_region(url: str) -> str:
 
 @pytest.mark.docker
 def test_global_entry_answers_and_a_weight_switch_moves_traffic(mirror):
-    from drdrill.mirror import lifecycle
+    from drdrill.mirror import operations, status
 
     url = mirror.global_http + "/storefront"
     if mirror.data["service_mode"] != "none":
@@ -396,20 +397,20 @@ def test_global_entry_answers_and_a_weight_switch_moves_traffic(mirror):
             assert response.status == 200
     assert {_serving_region(url) for _ in range(5)} == {"primary"}
     try:
-        assert lifecycle.set_weights({"primary": 0, "dr": 100}, mirror) == {"primary": 0, "dr": 100}
+        assert operations.set_weights({"primary": 0, "dr": 100}, mirror) == {"primary": 0, "dr": 100}
         assert {_serving_region(url) for _ in range(5)} == {"dr"}
-        assert lifecycle.status(mirror).serving == ["dr"]
+        assert status.status(mirror).serving == ["dr"]
     finally:
-        lifecycle.set_weights({"primary": 100, "dr": 0}, mirror)
+        operations.set_weights({"primary": 100, "dr": 0}, mirror)
     assert {_serving_region(url) for _ in range(5)} == {"primary"}
 
 
 @pytest.mark.docker
 def test_leader_failover_after_kill(mirror, docker_client):
     """docker kill of the leader: the sync standby takes over and the ALB routes SQL to it."""
-    from drdrill.mirror import lifecycle
+    from drdrill.mirror import status
 
-    leader = lifecycle.status(mirror).leaders["primary"]
+    leader = status.status(mirror).leaders["primary"]
     container = mirror.containers(role="postgres", member=leader)[0]
     with mirror.connect() as conn:
         conn.execute(
@@ -422,9 +423,9 @@ def test_leader_failover_after_kill(mirror, docker_client):
     while time.monotonic() - t0 < 60:
         try:
             with mirror.connect(timeout_s=1) as conn:
-                if conn.scalar("select pg_is_in_recovery()") == "f":
+                if conn.execute("select pg_is_in_recovery()").fetchone()[0] is False:
                     conn.execute("insert into mirror_probe (k) values ('after-failover')")
-                    new_leader = lifecycle.status(mirror).leaders["primary"]
+                    new_leader = status.status(mirror).leaders["primary"]
                     break
         except Exception:
             pass
@@ -433,16 +434,16 @@ def test_leader_failover_after_kill(mirror, docker_client):
     assert new_leader and new_leader != leader
     record("leader_failover_s", failover_s)
     with mirror.connect() as conn:  # synchronous replication: no acknowledged write lost
-        assert conn.scalar("select count(*) from mirror_probe where k = 'before-failover'") == "1"
+        assert conn.execute("select count(*) from mirror_probe where k = 'before-failover'").fetchone()[0] == 1
     docker_client.containers.get(container["id"]).start()  # rollback: it rejoins as a replica
 
 
 @pytest.mark.docker
 def test_scaling_a_pilot_light_service(mirror, docker_client):
     """The runbook's scale-up: new replicas are labelled, spread, and found by the region's ALB."""
-    from drdrill.mirror import lifecycle
+    from drdrill.mirror import operations, status
 
-    names = lifecycle.scale("dr", "storefront", 2, mirror, progress=print)
+    names = operations.scale("dr", "storefront", 2, mirror, progress=print)
     assert len(names) == 2
     containers = [docker_client.containers.get(name) for name in names]
     assert {c.labels["drdrill.az"] for c in containers} == {"a", "b"}
@@ -451,7 +452,7 @@ def test_scaling_a_pilot_light_service(mirror, docker_client):
     t0 = time.monotonic()
     rows = []
     while time.monotonic() - t0 < 10:  # resolved through Docker's DNS (ready or not: a standby DB)
-        rows = [r for r in lifecycle.status(mirror).rows
+        rows = [r for r in status.status(mirror).rows
                 if r["region"] == "dr" and r["name"].startswith("storefront-")]  # fmt: skip
         if len(rows) == 2 and all(
             r["health"].startswith("ALB UP") or r["health"] == "ALB DOWN" for r in rows
@@ -459,7 +460,7 @@ def test_scaling_a_pilot_light_service(mirror, docker_client):
             break
         time.sleep(0.2)
     assert len(rows) == 2 and all("not resolved" not in r["health"] for r in rows), rows
-    assert lifecycle.scale("dr", "storefront", 0, mirror, progress=print) == []
+    assert operations.scale("dr", "storefront", 0, mirror, progress=print) == []
     assert mirror.containers(region="dr", service="storefront") == []
     assert (
         json.loads(mirror.path.read_text())["regions"]["dr"]["services"]["storefront"]["replicas"]

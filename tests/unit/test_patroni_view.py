@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from drdrill.mirror import probes
-from drdrill.mirror.lifecycle import MirrorState
+from drdrill.mirror import patroni
+from drdrill.mirror.state import MirrorState
 
 STALE = {"members": [{"name": "pg-a", "role": "leader", "state": "running"},
                      {"name": "pg-b", "role": "sync_standby", "state": "streaming"}]}
@@ -49,5 +49,5 @@ def partitioned_region():
 
 
 def test_the_leaders_own_view_wins_over_a_stale_member(partitioned_region):
-    assert probes.patroni_leader(partitioned_region, "primary") == "pg-b"
-    assert probes.patroni_cluster(partitioned_region, "primary") == FRESH
+    assert patroni.leader(partitioned_region, "primary") == "pg-b"
+    assert patroni.cluster(partitioned_region, "primary") == FRESH

@@ -36,8 +36,8 @@ from drdrill import runbook
 from drdrill.chaos import http
 from drdrill.chaos.http import CRITICAL
 from drdrill.errors import TargetError
-from drdrill.mirror import faults, probes
-from drdrill.mirror.lifecycle import MirrorState, load_state
+from drdrill.mirror import failback, faults, health, operations
+from drdrill.mirror.state import MirrorState, load_state
 
 __all__ = [
     "crash",
@@ -194,8 +194,8 @@ def restore_mirror(timeout_s: float = 300.0, configuration: Configuration = None
     undone = undo_faults(configuration, secrets)
     state = _state(configuration)
     t0 = time.monotonic()
-    layout = faults.restore_layout(state, timeout_s=timeout_s, progress=_say)
-    healthy_after_s = probes.wait_healthy(state, timeout_s=max(30.0, timeout_s - (time.monotonic() - t0)))
+    layout = failback.restore_layout(state, timeout_s=timeout_s, progress=_say)
+    healthy_after_s = health.wait_healthy(state, timeout_s=max(30.0, timeout_s - (time.monotonic() - t0)))
     _say(f"[rollback] mirror {state.mirror_id} healthy again ({healthy_after_s:.1f} s after the layout)")
     window = layout.get("maintenance_window_s")
     if window:  # the planned outage lasts until users are served again, not until the last API call
@@ -264,7 +264,7 @@ def scale_up_region(region: str = "dr", like: str | None = None,
                     configuration: Configuration = None, secrets: Secrets = None) -> dict[str, int]:  # fmt: skip
     """Scale every service of ``region`` to production size (that of region ``like``; default the primary)."""
     state = _state(configuration)
-    return faults.scale_region(region, state, like=like, progress=_say)
+    return operations.scale_region(region, state, like=like, progress=_say)
 
 
 @_step("promote")
@@ -272,7 +272,7 @@ def promote_replica(region: str = "dr", configuration: Configuration = None,
                     secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Promote ``region``'s standby database cluster to primary (writable)."""
     state = _state(configuration)
-    return faults.promote_dr(state, region_name=region, progress=_say)
+    return operations.promote_dr(state, region_name=region, progress=_say)
 
 
 def _weights_to(state: MirrorState, region: str) -> dict[str, int]:
@@ -280,7 +280,7 @@ def _weights_to(state: MirrorState, region: str) -> dict[str, int]:
         raise TargetError(f"no region {region!r}; regions are {', '.join(state.regions)}")
     weights = dict.fromkeys(state.regions, 0)
     weights[region] = 100
-    return faults.set_weights(weights, state)
+    return operations.set_weights(weights, state)
 
 
 @_step("dns")
@@ -295,7 +295,7 @@ def deploy_services(region: str = "dr", configuration: Configuration = None,
                     secrets: Secrets = None) -> dict[str, int]:  # fmt: skip
     """Deploy the release to ``region``: a rolling restart of its services."""
     state = _state(configuration)
-    return faults.redeploy(region, state, progress=_say)
+    return operations.redeploy(region, state, progress=_say)
 
 
 @_step("validate")
@@ -303,7 +303,7 @@ def validate_critical_path(expect_region: str = "dr", timeout_s: float = 60.0,
                            configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Critical-path synthetic checks through the global entry, answered by ``expect_region``."""
     state = _state(configuration)
-    return faults.validate_critical_path(state, expect_region=expect_region, timeout_s=timeout_s,
+    return operations.validate_critical_path(state, expect_region=expect_region, timeout_s=timeout_s,
                                          progress=_say)  # fmt: skip
 
 
@@ -344,7 +344,7 @@ def rebuild_old_primary(region: str = "primary", upstream: str = "dr",
                         configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Rebuild ``region``'s database as a standby cluster replicating from ``upstream``."""
     state = _state(configuration)
-    return faults.rebuild_as_replica(region, upstream, state, progress=_say)
+    return failback.rebuild_as_replica(region, upstream, state, progress=_say)
 
 
 @_step("catch-up")
@@ -353,7 +353,7 @@ def wait_replica_caught_up(region: str = "primary", max_lag_bytes: int = 1048576
                            secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Wait until ``region``'s standby cluster is within ``max_lag_bytes`` of its upstream."""
     state = _state(configuration)
-    return faults.wait_caught_up(region, state, max_lag_bytes=max_lag_bytes, timeout_s=timeout_s,
+    return failback.wait_caught_up(region, state, max_lag_bytes=max_lag_bytes, timeout_s=timeout_s,
                                  progress=_say)  # fmt: skip
 
 
@@ -364,7 +364,7 @@ def open_maintenance_window(message: str = "Planned maintenance: switching back 
     """Announce the maintenance window and stop traffic at the global entry (every weight 0)."""
     state = _state(configuration)
     update = _status_update(configuration, state, message)
-    return {"weights": faults.set_weights(dict.fromkeys(state.regions, 0), state), "status": update}
+    return {"weights": operations.set_weights(dict.fromkeys(state.regions, 0), state), "status": update}
 
 
 @_step("switchover")
@@ -372,7 +372,7 @@ def switch_over(to_region: str = "primary", configuration: Configuration = None,
                 secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
     """Promote ``to_region``'s replica once caught up, and rebuild the current primary as its replica."""
     state = _state(configuration)
-    return faults.switch_over(to_region, state, progress=_say)
+    return failback.switch_over(to_region, state, progress=_say)
 
 
 @_step("dns-back")
@@ -393,5 +393,5 @@ def scale_down_region(region: str = "dr", configuration: Configuration = None,
         raise TargetError(f"no region {region!r}; regions are {', '.join(state.regions)}")
     sizes = load_topology(state.data["topology"]).region(region).replicas
     for service_name, count in sizes.items():
-        faults.scale(region, service_name, count, state, progress=_say)
+        operations.scale(region, service_name, count, state, progress=_say)
     return {s: v["replicas"] for s, v in state.regions[region]["services"].items()}

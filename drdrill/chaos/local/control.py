@@ -109,7 +109,7 @@ def before_experiment_control(
     Under a plain ``chaos run``, drdrill's progress lines also go to chaostoolkit's console and log,
     and SIGTERM stops the method and rolls back as Ctrl-C does.
     """
-    from drdrill.mirror.lifecycle import load_state
+    from drdrill.mirror.state import load_state
 
     join_chaostoolkit_run()
 

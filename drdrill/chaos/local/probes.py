@@ -9,8 +9,8 @@ from __future__ import annotations
 from chaoslib.types import Configuration, Secrets
 
 from drdrill.chaos import http
-from drdrill.mirror import probes
-from drdrill.mirror.lifecycle import MirrorState, load_state
+from drdrill.mirror import probes, sql
+from drdrill.mirror.state import MirrorState, load_state
 
 __all__ = ["every_service_served", "serving_database_writable"]
 
@@ -29,4 +29,4 @@ def serving_database_writable(configuration: Configuration = None, secrets: Secr
     """Whether the database of the region serving users is writable."""
     state = _state(configuration)
     region = probes.serving_region(state)
-    return region is not None and probes.writable(state, region)
+    return region is not None and sql.writable(state, region)
