@@ -13,26 +13,10 @@ nothing is left) runs after every other test that uses the mirror, whatever the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-UP_BOUND_S = 120.0
-RESTORE_BOUND_S = 300.0
-
-
-@dataclass
-class SharedMirror:
-    """The session's mirror: the target that brought it up, its state file, its time to healthy."""
-
-    target: object  # drdrill.targets.local.LocalTarget
-    path: Path
-    up_s: float
-
-    @property
-    def mirror_id(self) -> str:
-        return self.target.state.mirror_id
+from tests.mirror.shared import SharedMirror, layout_problems, restore, stop
 
 
 def pytest_collection_modifyitems(config, items):
@@ -71,59 +55,6 @@ def shared_mirror(docker_client, tmp_path_factory):
     finally:
         if path.exists() or target.state is not None:
             stop(target)
-
-
-def stop(target) -> None:
-    """``target.stop()`` (down, as a drill that brought the mirror up does), tolerating only Docker
-    20.10's stale-endpoint bug (moby#42119): after isolation churn it sometimes refuses to delete a
-    network no container uses; every container is gone."""
-    from drdrill.errors import TargetError
-
-    try:
-        target.stop()
-    except TargetError as exc:
-        if "moby#42119" not in str(exc):
-            raise
-        print(f"engine bug, left an empty network: {exc}")
-
-
-def layout_problems(state) -> list[str]:
-    """How the mirror differs from its healthy topology layout: :func:`probes.problems`, then the
-    region roles, the serving region, the leader's AZ, the weights, DR streaming and DR's sizes."""
-    from drdrill.mirror import probes
-    from drdrill.mirror.topology import load_topology
-
-    found = probes.problems(state)
-    if found:
-        return found
-    topology = load_topology(state.data["topology"])
-    for region in topology.regions:
-        if state.regions[region.name]["role"] != region.role:
-            found.append(f"{region.name} has role {state.regions[region.name]['role']}")
-        sizes = {s: v["replicas"] for s, v in state.regions[region.name]["services"].items()}
-        if sizes != dict(region.replicas):
-            found.append(f"{region.name} runs {sizes}, not {dict(region.replicas)}")
-    home = next(r for r in topology.regions if r.role == "primary")
-    if probes.serving_region(state) != home.name:
-        found.append(f"{home.name} is not serving")
-    leader = probes.patroni_leader(state, home.name)
-    wanted = f"{home.name}-pg-{home.database[0]}"
-    if leader != wanted:
-        found.append(f"{home.name}'s leader is {leader}, not {wanted}")
-    weights = {r.name: r.weight for r in topology.regions}
-    if state.data["global"].get("weights") != weights:
-        found.append(f"weights {state.data['global'].get('weights')}, not {weights}")
-    for name, lag in probes.replication_lag(state).items():
-        if name in state.regions and not str(lag.get("state", "")).startswith("streaming"):
-            found.append(f"{name} is not streaming ({lag})")
-    return found
-
-
-def restore(shared: SharedMirror) -> None:
-    """The experiments' rollback (undo logged faults, fail back, leader back, weights, sizes, healthy)."""
-    from drdrill.chaos.local.actions import restore_mirror
-
-    restore_mirror(RESTORE_BOUND_S, configuration={"mirror_state": str(shared.path)})
 
 
 @pytest.fixture
