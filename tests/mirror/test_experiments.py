@@ -1,6 +1,11 @@
-"""Every experiment of the DR plan against the real mirror, with real traffic, judged by drdrill's checkers.
+"""The DR plan's experiments the nightly suite does not run, on the real mirror, with real traffic.
 
-One mirror for the module (``-m docker``), always taken down. Each test runs one shipped experiment
+The nightly drill (test_local_drill.py) runs service-failure, database-leader-crash, az-power-loss
+and cross-region-failover end to end and checks them in depth; this module runs every other shipped
+experiment once: database-leader-hang, az-isolation, region-isolation, region-power-loss and failback
+(with the disaster declared by hand), and interrupts a cross-region failover with SIGTERM.
+
+On the session's shared mirror (``-m docker``, conftest.py), healthy before each test. Each test runs one shipped experiment
 through :class:`drdrill.drill.Drill` (Locust users through the global entry, chaoslib with
 rollbacks always, the final read, the checkers), then checks the expected effect (self-healing,
 failover, DR serving, failback) and that the rollback left the mirror healthy in its own layout.

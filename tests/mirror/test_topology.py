@@ -3,12 +3,13 @@
 Without Docker: the topology file is validated with errors naming the file and the field; the plan
 (networks, containers, labels, Patroni/HAProxy configs) follows the DR plan; the CLI's exit codes.
 
-With Docker (``-m docker``): one mirror for the module (brought up once, always taken down): it comes
-up healthy within a bound, Patroni has a leader and a synchronous standby, a write through the
-primary region's SQL port on 127.0.0.1 is readable there and reaches the DR standby cluster, the
-global entry answers and a weight switch changes the serving region, a killed leader is replaced,
-and ``down`` leaves nothing labelled behind. Figures (time to healthy, failover, teardown) are
-printed (``-s``) and written to ``reports/mirror/figures.json``.
+With Docker (``-m docker``), on the session's shared mirror (conftest.py): it came up healthy within
+a bound, Patroni has a leader and a synchronous standby, a write through the primary region's SQL
+port on 127.0.0.1 is readable there and reaches the DR standby cluster, the global entry answers and
+a weight switch changes the serving region, and ``down`` (the session's last mirror test) leaves
+nothing labelled behind. A killed leader being replaced is checked by the nightly drill's
+database-leader-crash run (test_local_drill.py). Figures (time to healthy, teardown) are printed
+(``-s``) and written to ``reports/mirror/figures.json``.
 """
 
 from __future__ import annotations
