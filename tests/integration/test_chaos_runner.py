@@ -185,3 +185,21 @@ def test_sigterm_mid_fault_runs_the_rollbacks(tmp_path):
     assert (tmp_path / "marks").read_text() == "rolled back\n"
     assert json.loads((tmp_path / "journal.json").read_text())["status"] == "interrupted"
     assert [op["f"] for op in _ops(tmp_path)][-2:] == ["start:restore", "stop:restore"]
+
+
+def test_plain_chaos_run_refuses_an_unknown_az_before_any_fault(tmp_path):
+    doc = json.loads((ROOT / "experiments" / "az-power-loss.json").read_text())
+    next(a for a in doc["method"] if a["name"] == "power-off-az-a")["provider"]["arguments"]["az"] = "z"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    env = {**os.environ, "DRDRILL_MIRROR_STATE": str(tmp_path / "no-mirror" / "state.json"),
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # in tmp_path: `chaos` writes its chaostoolkit.log into the cwd
+        [sys.executable, "-m", "chaostoolkit", "--no-version-check", "run", "--journal-path",
+         str(tmp_path / "journal.json"), str(path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    output = result.stdout + result.stderr
+    assert "no AZ 'z' in region primary; AZs are a, b, c" in output
+    journal = json.loads((tmp_path / "journal.json").read_text())
+    assert journal["status"] == "interrupted"
+    assert journal["run"] == []  # not one method activity ran
