@@ -4,7 +4,8 @@
 hands it to the app (:meth:`drdrill.mirror.platform.server.App.handle`: method, target, body ->
 status, JSON body) and writes the answer in one write, with the app's ``extra_headers``
 (``X-Served-By``, ``X-Region``, ``X-Replica``). :class:`HttpError` and the checks below are what a
-route raises for a bad request. Stdlib only (the ground-truth service uses these checks too).
+route raises for a bad request. Stdlib only. :mod:`drdrill.testing.groundtruth.wire` keeps a copy
+of ``HttpError``, ``allow`` and ``json_object`` (it says why): change one, change both.
 """
 
 from __future__ import annotations
