@@ -17,7 +17,7 @@ from drdrill import __version__
 from drdrill.commands import COMMANDS
 from drdrill.commands.parser import Parser
 from drdrill.errors import DrdrillError
-from drdrill.exitcodes import DRILL_EPILOG, ExitCode
+from drdrill.exitcodes import DRILL_EPILOG, ExitCode, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -39,20 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except DrdrillError as exc:
-        print(f"drdrill: {exc}", file=sys.stderr)
-        return ExitCode.BAD_ARGS
-    except KeyboardInterrupt:
-        print("drdrill: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the documented exit code for our own bugs
-        import traceback
-
-        traceback.print_exc()
-        print(f"drdrill: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.INTERNAL
+    return run_command(
+        lambda: int(args.run(args)),
+        "drdrill",
+        [(DrdrillError, ExitCode.BAD_ARGS)],
+        internal="internal error: {kind}: {error}",
+    )
 
 
 if __name__ == "__main__":

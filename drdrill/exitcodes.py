@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
+import sys
+import traceback
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from drdrill.checkers import Validity
 
-__all__ = ["DRILL_EPILOG", "MIRROR_EPILOG", "ExitCode", "for_validity"]
+__all__ = ["DRILL_EPILOG", "MIRROR_EPILOG", "ExitCode", "for_validity", "run_command"]
 
 
 class ExitCode(IntEnum):
@@ -34,6 +37,35 @@ class ExitCode(IntEnum):
 def for_validity(validity: Validity) -> ExitCode:
     """The exit code of a verdict (valid 0, invalid 1, unknown 2)."""
     return ExitCode[validity.value.upper()]
+
+
+def run_command(
+    command: Callable[[], int],
+    prog: str,
+    errors: Sequence[tuple[type[Exception], ExitCode]],
+    internal: str,
+) -> int:
+    """The exit code of ``command()``: its own, or the code of the error that ended it.
+
+    An error of a type in ``errors`` (the first that matches, in order) prints ``<prog>: <error>``
+    and gives its code; Ctrl-C prints ``<prog>: interrupted`` (130); anything else is a bug in
+    drdrill: the traceback, then ``<prog>: `` + ``internal`` (formatted with ``kind``, the error's
+    class name, and ``error``), and 255.
+    """
+    try:
+        return command()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the documented exit codes, the last for our own bugs
+        for kind, code in errors:
+            if isinstance(exc, kind):
+                print(f"{prog}: {exc}", file=sys.stderr)
+                return code
+        traceback.print_exc()
+        message = internal.format(kind=type(exc).__name__, error=exc)
+        print(f"{prog}: {message}", file=sys.stderr)
+        return ExitCode.INTERNAL
 
 
 def _epilog(meanings: dict[ExitCode, str]) -> str:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from drdrill.commands.parser import Parser
 from drdrill.errors import ConfigError, DrdrillError
-from drdrill.exitcodes import MIRROR_EPILOG, ExitCode
+from drdrill.exitcodes import MIRROR_EPILOG, ExitCode, run_command
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -80,22 +79,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``mirror`` command; its exit code."""
-    try:
-        return _run(args)
-    except ConfigError as exc:
-        print(f"drdrill mirror: {exc}", file=sys.stderr)
-        return ExitCode.BAD_ARGS
-    except DrdrillError as exc:
-        print(f"drdrill mirror: {exc}", file=sys.stderr)
-        return ExitCode.NOT_RUN
-    except KeyboardInterrupt:
-        print("drdrill mirror: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except Exception:
-        traceback.print_exc()
-        print("drdrill mirror: internal error (a bug in drdrill); see the traceback above",
-              file=sys.stderr)  # fmt: skip
-        return ExitCode.INTERNAL
+    return run_command(
+        lambda: _run(args),
+        "drdrill mirror",
+        [(ConfigError, ExitCode.BAD_ARGS), (DrdrillError, ExitCode.NOT_RUN)],
+        internal="internal error (a bug in drdrill); see the traceback above",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

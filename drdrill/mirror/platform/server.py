@@ -1,9 +1,10 @@
 """The platform service process: ``drdrill-platform --service S --region R --port P``.
 
-A stdlib ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive (one thread per client
-connection; every response has a Content-Length and goes out in one write with TCP_NODELAY), the
-routes of one service plus ``/healthz``, ``/readyz`` and ``/_lookup`` (see the package docstring),
-a background schema keeper, and for payments the saga reconciler. Request lines are not logged.
+:class:`App` holds the routes of one service plus ``/healthz``, ``/readyz`` and ``/_lookup`` (see
+the package docstring), a background schema keeper, and for payments the saga reconciler. It is
+served by a stdlib ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive (one thread per client
+connection; every response has a Content-Length and goes out in one write with TCP_NODELAY; see
+:mod:`drdrill.mirror.platform.web`). Request lines are not logged.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import traceback
 import urllib.parse
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg2
@@ -30,27 +30,11 @@ from . import ENV, SERVICES, WRITE_SERVICES
 from .db import UNDEFINED_TABLE, Database, DatabaseUnavailable
 from .schema import STOREFRONT_ITEMS, SchemaKeeper, writable
 from .sessions import REDIS_TIMEOUT_S, SessionStoreError, describe, session_store
+from .web import HttpError, allow, json_object, key_field, make_server, string_field
 
 __all__ = ["App", "Settings", "main"]
 
-MAX_BODY_BYTES = 1024 * 1024
-MAX_KEY_CHARS = 256
-IDLE_CONNECTION_S = 300.0
-
-_REASONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 404: "Not Found",
-    405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-}  # fmt: skip
-
 _Reply = tuple[int, Any]
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Unavailable(Exception):
@@ -183,14 +167,14 @@ class App:
         head = segs[0] if segs else ""
         n = len(segs)
         if n == 1 and head == "healthz":
-            _allow(method, "GET", "HEAD")
+            allow(method, "GET", "HEAD")
             return 200, {"ok": True, "service": self.service, "region": self.region,
                          "replica": self.settings.replica, "uptime_s": round(time.time() - self.started_s, 1)}
         if n == 1 and head == "readyz":
-            _allow(method, "GET", "HEAD")
+            allow(method, "GET", "HEAD")
             return self.readyz()
         if n == 1 and head == "_lookup":
-            _allow(method, "GET")
+            allow(method, "GET")
             prefix = urllib.parse.parse_qs(query).get("prefix", [""])[0]
             return 200, self.lookup(prefix)
         if head == self.service:
@@ -264,13 +248,13 @@ class App:
 
     def _payments(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
         if not rest:
-            _allow(method, "POST")
-            return self._create_payment(_json_object(body))
+            allow(method, "POST")
+            return self._create_payment(json_object(body))
         if rest == ["_pending"]:
-            _allow(method, "GET")
+            allow(method, "GET")
             return 200, self.db.run(_pending_summary)
         if len(rest) == 1:
-            _allow(method, "GET")
+            allow(method, "GET")
             row = self.db.run(lambda cur: _fetch_payment(cur, rest[0]))
             if row is None:
                 return 404, {"error": f"no payment {rest[0]!r}"}
@@ -278,7 +262,7 @@ class App:
         return None
 
     def _create_payment(self, payload: dict[str, Any]) -> _Reply:
-        key = _key(payload)
+        key = key_field(payload)
         amount = payload.get("amount_cents")
         if isinstance(amount, bool) or not isinstance(amount, int) or abs(amount) >= 2**63:
             raise HttpError(400, "amount_cents must be an integer")
@@ -342,14 +326,14 @@ class App:
     def _auth(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
         assert self.redis is not None
         if rest == ["login"]:
-            _allow(method, "POST")
-            user = _string(_json_object(body), "user")
+            allow(method, "POST")
+            user = string_field(json_object(body), "user")
             token = "tok-" + secrets.token_hex(12)
             session = json.dumps({"user": user, "region": self.region, "created_s": time.time()})
             self.redis.set(f"session:{token}", session, ex=self.settings.session_ttl_s)
             return 200, {"user": user, "token": token, "ttl_s": self.settings.session_ttl_s}
         if len(rest) == 2 and rest[0] == "sessions":
-            _allow(method, "GET")
+            allow(method, "GET")
             raw = self.redis.get(f"session:{rest[1]}")
             if raw is None:
                 return 404, {"error": "no such session"}
@@ -362,7 +346,7 @@ class App:
         if len(rest) != 1:
             return None
         user_id = rest[0]
-        _allow(method, "GET", "PUT")
+        allow(method, "GET", "PUT")
         if method == "GET":
             def read(cur: Any) -> str | None:
                 cur.execute("SELECT display_name FROM user_updates WHERE user_id = %s "
@@ -371,8 +355,8 @@ class App:
                 return row[0] if row else None
 
             return 200, _profile(user_id, self.db.run(read))
-        payload = _json_object(body)
-        key = _key(payload)
+        payload = json_object(body)
+        key = key_field(payload)
         display_name = payload.get("display_name")
         if not isinstance(display_name, str) or "\x00" in display_name:
             raise HttpError(400, "display_name must be a string")
@@ -390,7 +374,7 @@ class App:
     def _storefront(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
         if rest:
             return None
-        _allow(method, "GET")
+        allow(method, "GET")
 
         def read(cur: Any) -> list[dict[str, Any]]:
             cur.execute("SELECT sku, name, price_cents FROM storefront_items ORDER BY price_cents, sku")
@@ -411,10 +395,10 @@ class App:
     def _analytics(self, method: str, rest: list[str], body: bytes) -> _Reply | None:
         if rest != ["events"]:
             return None
-        _allow(method, "POST")
-        payload = _json_object(body)
-        key = _key(payload)
-        name = _string(payload, "name")
+        allow(method, "POST")
+        payload = json_object(body)
+        key = key_field(payload)
+        name = string_field(payload, "name")
 
         def write(cur: Any) -> None:
             cur.execute("INSERT INTO analytics_events (key, name, region) VALUES (%s, %s, %s) "
@@ -457,139 +441,9 @@ def _profile(user_id: str, display_name: str | None) -> dict[str, Any]:
     }
 
 
-def _allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise HttpError(405, f"method {method} not allowed here (allowed: {', '.join(allowed)})")
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body or b"{}")
-    except ValueError:
-        raise HttpError(400, "body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise HttpError(400, "body must be a JSON object")
-    return payload
-
-
-def _string(payload: dict[str, Any], name: str) -> str:
-    value = payload.get(name)
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise HttpError(400, f"{name} must be a non-empty string")
-    return value
-
-
-def _key(payload: dict[str, Any]) -> str:
-    key = _string(payload, "key")
-    if len(key) > MAX_KEY_CHARS:
-        raise HttpError(400, f"key longer than {MAX_KEY_CHARS} characters")
-    return key
-
-
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:200]
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP
-# --------------------------------------------------------------------------------------------
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "drdrill-platform"
-    sys_version = ""
-    timeout = IDLE_CONNECTION_S  # an idle keep-alive connection is closed after this
-    disable_nagle_algorithm = True
-    app: App  # set on the subclass made by make_server
-
-    def _serve(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            body = self._read_chunked()
-        else:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0:
-                self._reply(400, {"error": "bad Content-Length"}, close=True)
-                return
-            if length > MAX_BODY_BYTES:
-                self._reply(413, {"error": "body too large"}, close=True)
-                return
-            body = self.rfile.read(length) if length else b""
-            if len(body) != length:
-                self.close_connection = True
-                return
-        if body is None:
-            return
-        status, obj = self.app.handle(self.command, self.path, body)
-        self._reply(status, obj)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
-
-    def _read_chunked(self) -> bytes | None:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self._reply(400, {"error": "bad chunk size"}, close=True)
-                return None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > MAX_BODY_BYTES:
-                self._reply(413, {"error": "body too large"}, close=True)
-                return None
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(1024)
-
-    def _reply(self, status: int, obj: Any, close: bool = False) -> None:
-        body = json.dumps(obj, separators=(",", ":")).encode()
-        if close:
-            self.close_connection = True
-        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
-        if self.close_connection:
-            head += "Connection: close\r\n"
-        out = head.encode("latin-1") + self.app.extra_headers + b"\r\n"
-        if self.command != "HEAD":
-            out += body
-        self.wfile.write(out)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # Malformed requests and unknown methods: the same JSON + X-Served-By as every answer.
-        self.close_connection = True
-        try:
-            self._reply(code, {"error": message or _REASONS.get(code, "error")}, close=True)
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass  # one line per request would cost more than the request
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # the client went away: not news
-            return
-        super().handle_error(request, client_address)
-
-
-def make_server(app: App, host: str, port: int) -> Server:
-    handler = type("BoundHandler", (Handler,), {"app": app})
-    return Server((host, port), handler)
 
 
 def main(argv: list[str] | None = None) -> int:
