@@ -330,21 +330,23 @@ def _launch(
 ) -> dict[str, tuple[str, dict[int, int]]]:
     """Create and start every container; key -> (id, published ports).
 
-    Each container starts once its gate holds: the first Patroni member of a region once the
+    Each container starts once its gates hold: the first Patroni member of a region once the
     region's etcd cluster has set its version (before that Patroni's etcd3 client gives up for
-    5 s), the other members once the cluster has a leader (so the initial leader is the first
-    member, in AZ a); everything else at once.
+    5 s) — and, in a standby cluster, once the primary region has a leader to clone from —, the
+    other members once their cluster has a leader (so the initial leader is the first member, in
+    AZ a); everything else at once.
     """
     nets = {n.key: n.name for n in plan.networks}
-    gates = {spec.gate: threading.Event() for spec in plan.containers if spec.gate}
+    gates = {gate: threading.Event() for spec in plan.containers for gate in spec.gates}
     ordered = sorted(plan.containers, key=lambda c: c.stage)
 
     def launch(spec: ContainerSpec) -> tuple[str, dict[int, int]]:
         cid = create_container(client, plan.image, spec, nets)
-        if spec.gate and not gates[spec.gate].wait(gate_timeout_s):
-            raise TargetError(
-                f"{spec.name}: gave up waiting for {spec.gate} after {gate_timeout_s:.0f} s"
-            )
+        for gate in spec.gates:
+            if not gates[gate].wait(gate_timeout_s):
+                raise TargetError(
+                    f"{spec.name}: gave up waiting for {gate} after {gate_timeout_s:.0f} s"
+                )
         client.api.start(cid)
         return cid, published_ports(client, cid) if spec.ports else {}
 

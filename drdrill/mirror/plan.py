@@ -124,8 +124,8 @@ class ContainerSpec:
     ports: tuple[int, ...] = ()  # container ports published on 127.0.0.1 (random host port)
     labels: dict[str, str] = field(default_factory=dict)
     stage: int = 0  # creation order: 0 etcd/redis, 1 Patroni, 2 the rest
-    gate: str = ""  # start only once this holds: "etcd:<region>" (its etcd is ready) or
-    # "leader:<region>" (its Patroni cluster has a leader), "" = at once
+    gates: tuple[str, ...] = ()  # start only once all of these hold: "etcd:<region>" (its etcd is
+    # ready), "leader:<region>" (its Patroni cluster has a leader); () = at once
     extra: dict[str, str] = field(default_factory=dict)  # service, replica, member
     restart: str = ""  # Docker restart policy: "on-failure" for services (the orchestrator's
     # self-healing: a crashed process is restarted, as Kubernetes restarts a pod); "" = none
@@ -204,6 +204,7 @@ def plan_mirror(
         containers += _region_containers(
             topology, region, mirror_id, prefix, nets, wan_alb_ip, service_mode,
             upstream=wan_alb_ip[primary.name] if region.role == "dr" else None,
+            upstream_region=primary.name if region.role == "dr" else None,
         )  # fmt: skip
     entry = ContainerSpec(
         key="global/entry",
@@ -232,6 +233,7 @@ def _region_containers(
     wan_alb_ip: dict[str, str],
     service_mode: str,
     upstream: str | None,
+    upstream_region: str | None = None,
 ) -> list[ContainerSpec]:
     net = nets[region.name]
     out: list[ContainerSpec] = []
@@ -296,6 +298,7 @@ def _region_containers(
             )  # fmt: skip
         )
     etcd_hosts = [f"{ip}:{ETCD_PORT}" for _, _, ip in etcd_members]
+    first_gates = (f"etcd:{region.name}",) + ((f"leader:{upstream_region}",) if upstream_region else ())
 
     # Patroni members; names unique in the mirror (a member's name is its application_name, and the
     # DR standby leader shows up in the primary leader's pg_stat_replication too)
@@ -320,8 +323,10 @@ def _region_containers(
                 networks=attachments,
                 ports=(PATRONI_PORT, SQL_PORT),
                 stage=1,
-                # the first member bootstraps (the leader in AZ a); the others clone from it
-                gate=f"etcd:{region.name}" if i == 0 else f"leader:{region.name}",
+                # the first member bootstraps (the leader in AZ a); the others clone from it. A
+                # standby cluster's first member clones from the primary region: only once that
+                # has a leader (a basebackup from a primary still electing one fails the bootstrap)
+                gates=first_gates if i == 0 else (f"leader:{region.name}",),
                 extra={"member": member},
             )  # fmt: skip
         )

@@ -175,8 +175,9 @@ def test_patroni_configs(plan):
     assert leader["etcd3"]["hosts"] == [
         f"{c.networks[0].ip}:2379" for c in plan.by_role("etcd", "primary")
     ]
-    assert pg[0].gate == "etcd:primary" and pg[1].gate == "leader:primary"
+    assert pg[0].gates == ("etcd:primary",) and pg[1].gates == ("leader:primary",)
     (standby,) = plan.by_role("postgres", "dr")
+    assert standby.gates == ("etcd:dr", "leader:primary")  # it clones from the primary's leader
     dr_dcs = yaml.safe_load(standby.env["PATRONI_CONFIGURATION"])["bootstrap"]["dcs"]
     alb_wan_ip = next(a.ip for a in plan.container("primary/alb").networks if a.network == "wan")
     assert dr_dcs["standby_cluster"] == {
