@@ -82,9 +82,9 @@ NODE_PACKAGES = (
 )  # fmt: skip
 
 # The platform services: their package is copied under PLATFORM_ROOT with the same import path,
-# with the service catalogue it imports (drdrill/catalog.py, stdlib only) beside it.
+# with the drdrill modules it imports beside it (stdlib only): the service catalogue and the request checks.
 PLATFORM_PACKAGE = Path(__file__).resolve().parent / "platform"
-CATALOG_MODULE = Path(__file__).resolve().parents[1] / "catalog.py"
+SHARED_MODULES = tuple(Path(__file__).resolve().parents[1] / name for name in ("catalog.py", "httpbody.py"))
 PLATFORM_ROOT = "/opt/drdrill-platform"
 PLATFORM_ENTRY = f"""\
 #!/opt/patroni/bin/python
@@ -413,10 +413,10 @@ def _node_image(client: docker.DockerClient, base: str, wheels: Path, say: Progr
 
 
 def _platform_files() -> dict[str, bytes]:
-    """The files under PLATFORM_ROOT: the platform package and the catalogue at their import paths."""
+    """The files under PLATFORM_ROOT: the platform package and the modules it shares, at their import paths."""
     files: dict[str, bytes] = {
         "drdrill/__init__.py": b"",
-        "drdrill/catalog.py": CATALOG_MODULE.read_bytes(),
+        **{f"drdrill/{path.name}": path.read_bytes() for path in SHARED_MODULES},
         "drdrill/mirror/__init__.py": b"",
     }
     sources = sorted(PLATFORM_PACKAGE.glob("*.py"))

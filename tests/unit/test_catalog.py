@@ -34,6 +34,7 @@ def test_the_config_defaults_and_the_default_topology_follow_the_catalogue():
 def test_the_node_image_gets_the_catalogue_beside_the_platform_package():
     source = Path(catalog.__file__).read_bytes()
     assert _platform_files()["drdrill/catalog.py"] == source
+    assert "drdrill/httpbody.py" in _platform_files()  # the request checks the platform imports
     imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
     imported |= {a.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import) for a in node.names}
     assert imported <= {"__future__", "dataclasses"}  # stdlib only: it runs under the image's own Python

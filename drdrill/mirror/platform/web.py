@@ -3,9 +3,9 @@
 :class:`Handler` reads a request (Content-Length or chunked body, at most ``MAX_BODY_BYTES``),
 hands it to the app (:meth:`drdrill.mirror.platform.server.App.handle`: method, target, body ->
 status, JSON body) and writes the answer in one write, with the app's ``extra_headers``
-(``X-Served-By``, ``X-Region``, ``X-Replica``). :class:`HttpError` and the checks below are what a
-route raises for a bad request. Stdlib only. :mod:`drdrill.testing.groundtruth.wire` keeps a copy
-of ``HttpError``, ``allow`` and ``json_object`` (it says why): change one, change both.
+(``X-Served-By``, ``X-Region``, ``X-Replica``). :class:`HttpError` (with ``allow`` and
+``json_object``, from :mod:`drdrill.httpbody`, which the node image holds beside the platform) and
+the checks below are what a route raises for a bad request. Stdlib only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+from drdrill.httpbody import HttpError, allow, json_object
 
 if TYPE_CHECKING:
     from .server import App
@@ -42,28 +44,8 @@ REASONS = {
 }  # fmt: skip
 
 
-class HttpError(Exception):
-    """A request answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
-def allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise HttpError(405, f"method {method} not allowed here (allowed: {', '.join(allowed)})")
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body or b"{}")
-    except ValueError:
-        raise HttpError(400, "body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise HttpError(400, "body must be a JSON object")
-    return payload
 
 
 def string_field(payload: dict[str, Any], name: str) -> str:

@@ -4,21 +4,19 @@
 100-continue``, keep-alive, pipelining); :func:`response` builds the bytes of an answer; the
 checks below raise :class:`HttpError` (status, message) for a bad request.
 
-:class:`HttpError`, :func:`allow` and :func:`json_object` are the same as the platform services'
-(:mod:`drdrill.mirror.platform.web`) on purpose, not imported from there: this package is loaded
-by the target registry, and the AWS path through it must import nothing under ``drdrill.mirror``
-(pinned by ``tests/unit/test_targets.py``); the platform package in turn may import only what
-the node image holds. Change one, change both.
+:class:`HttpError`, :func:`allow` and :func:`json_object` are :mod:`drdrill.httpbody`'s, shared
+with the platform services.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+from drdrill.httpbody import HttpError, allow, json_object
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -51,14 +49,6 @@ REASONS = {
     503: "Service Unavailable",
 }
 
-
-class HttpError(Exception):
-    """A request the server answers with an error status and then closes the connection."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(slots=True)
@@ -180,16 +170,4 @@ def string_field(payload: dict[str, Any], name: str) -> str:
     return value
 
 
-def allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise HttpError(405, f"method {method} not allowed here (allowed: {', '.join(allowed)})")
 
-
-def json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body or b"{}")
-    except ValueError:
-        raise HttpError(400, "body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise HttpError(400, "body must be a JSON object")
-    return payload
