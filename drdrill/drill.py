@@ -12,6 +12,7 @@ that ``drdrill check`` can judge.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -23,11 +24,12 @@ from drdrill.chaos.runner import find_experiment, load_experiment
 from drdrill.chaos.runner import run_experiment as chaos_run
 from drdrill.checkers import CheckResult
 from drdrill.config import DrillConfig
-from drdrill.errors import ExperimentError, TargetError
+from drdrill.errors import ExperimentError, TargetError, WaitTimeout
 from drdrill.history import History, HistoryWriter
 from drdrill.run import RunDir, judge
 from drdrill.targets import Target
 from drdrill.traffic.runner import TrafficRun
+from drdrill.waiting import wait_until
 
 __all__ = ["Drill"]
 
@@ -143,9 +145,16 @@ class Drill:
             first = self.target.pending_payments()
             observed["pending_at_start"] = None if first is None else first.get("pending")
             last = first
-            while last is not None and last.get("pending") and time.monotonic() - started <= limit_s:
-                time.sleep(0.5)
-                last = self.target.pending_payments()
+            if last is not None and last.get("pending"):
+
+                def settled() -> bool:
+                    nonlocal last
+                    last = self.target.pending_payments()
+                    return last is None or not last.get("pending")
+
+                with contextlib.suppress(WaitTimeout):  # still pending at the limit: judged below
+                    wait_until(settled, timeout_s=max(0.0, limit_s - (time.monotonic() - started)),
+                               interval_s=0.5, what="every saga settled")
             observed["pending_at_end"] = None if last is None else last.get("pending")
             observed["oldest_pending_age_s"] = None if last is None else last.get("oldest_pending_age_s")
         except (TargetError, OSError) as exc:

@@ -29,7 +29,8 @@ from drdrill.aws.config import AwsMirror, load_aws_config
 from drdrill.aws.operations import Aws
 from drdrill.chaos import http
 from drdrill.chaos.http import CRITICAL
-from drdrill.errors import TargetError
+from drdrill.errors import TargetError, WaitTimeout
+from drdrill.waiting import wait_until
 
 __all__ = [
     "crash_az",
@@ -223,14 +224,17 @@ def validate_critical_path(expect_region: str = "dr", timeout_s: float = 300.0,
     region = mirror.region(expect_region)
     urls = [u for u in (region.endpoint, mirror.endpoint) if u]
     t0 = time.monotonic()
-    while True:
+
+    def not_served() -> list[str]:
         views = {url: http.user_view(url, CRITICAL) for url in urls}
-        bad = [f"{svc} at {url}" for url, view in views.items() for svc, v in view.items() if not v["served"]]
-        if not bad:
-            return {"validated": urls, "after_s": round(time.monotonic() - t0, 3)}
-        if time.monotonic() - t0 > timeout_s:
-            raise TargetError(f"validation failed after {timeout_s:.0f} s: not served: {', '.join(bad)}")
-        time.sleep(2.0)
+        return [f"{svc} at {url}" for url, view in views.items() for svc, v in view.items() if not v["served"]]
+
+    try:
+        wait_until(lambda: not not_served(), timeout_s=timeout_s, interval_s=2.0, what="validation")
+    except WaitTimeout:
+        raise TargetError(f"validation failed after {timeout_s:.0f} s: not served: "
+                          f"{', '.join(not_served())}") from None
+    return {"validated": urls, "after_s": round(time.monotonic() - t0, 3)}
 
 
 @_step("notify")

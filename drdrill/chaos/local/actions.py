@@ -21,6 +21,7 @@ are also POSTed to).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -35,9 +36,10 @@ from chaoslib.types import Configuration, Secrets
 from drdrill import runbook
 from drdrill.chaos import http
 from drdrill.chaos.http import CRITICAL
-from drdrill.errors import TargetError
+from drdrill.errors import TargetError, WaitTimeout
 from drdrill.mirror import failback, faults, health, operations
 from drdrill.mirror.state import MirrorState, load_state
+from drdrill.waiting import wait_until
 
 __all__ = [
     "crash",
@@ -199,11 +201,16 @@ def restore_mirror(timeout_s: float = 300.0, configuration: Configuration = None
     _say(f"[rollback] mirror {state.mirror_id} healthy again ({healthy_after_s:.1f} s after the layout)")
     window = layout.get("maintenance_window_s")
     if window:  # the planned outage lasts until users are served again, not until the last API call
-        deadline, in_a_row = time.monotonic() + 30.0, 0
-        while in_a_row < 10 and time.monotonic() < deadline:  # 10 checks in a row (every replica)
-            served = http.every_service_served(state.global_http)
-            in_a_row = in_a_row + 1 if served else 0
-            time.sleep(0.1)
+        in_a_row = 0
+
+        def served_ten_times_in_a_row() -> bool:  # every replica behind the round robin
+            nonlocal in_a_row
+            in_a_row = in_a_row + 1 if http.every_service_served(state.global_http) else 0
+            return in_a_row >= 10
+
+        with contextlib.suppress(WaitTimeout):  # at most 30 s: the window then ends where it is
+            wait_until(served_ten_times_in_a_row, timeout_s=30.0, interval_s=0.1,
+                       what="every service served 10 checks in a row")
         window = [window[0], time.time()]
     return {"undone": undone, "layout": layout, "healthy_after_s": round(healthy_after_s, 3),
             "maintenance_window_s": window}
@@ -246,9 +253,7 @@ def declare_disaster(confirm_s: float = 5.0, services: list[str] | None = None,
     if "declare" in runbook.manual_steps(configuration):
         _status_update(configuration, state, "Regional disaster declared by the incident commander.")
         return {"declared": True, "by": "operator"}
-    deadline = time.monotonic() + confirm_s
-    while time.monotonic() < deadline:
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    time.sleep(confirm_s)  # the outage must persist this long before anyone declares
     down = http.services_down(state.global_http, services)
     if not down:
         raise TargetError(
