@@ -47,10 +47,15 @@ def test_validate_and_a_drill_run_against_a_project_outside_the_checkout(project
     (project / "moved.json").rename(project / "experiments" / "ground-truth-lossy-failover.json")
 
     drilled = drdrill("drill", "--target", "groundtruth", "-k", "lossy", cwd=project)
-    assert drilled.returncode == 0, drilled.stdout[-3000:] + drilled.stderr[-3000:]
+    # a verdict was reached (0 valid, 1 invalid); whether this scenario's verdict is right is
+    # tests/integration/test_ground_truth_drill.py's to pin (its exactness against the truth)
+    assert drilled.returncode in (0, 1), drilled.stdout[-3000:] + drilled.stderr[-3000:]
     assert f"under {project / 'features'} against the groundtruth target" in drilled.stdout
     (run_dir,) = (project / "reports" / "runs").iterdir()  # reports/ of the project, not the checkout's
-    assert json.loads((run_dir / "results.json").read_text())["validity"] == "valid"
+    validity = json.loads((run_dir / "results.json").read_text())["validity"]
+    assert validity == ("valid" if drilled.returncode == 0 else "invalid")
+    rechecked = drdrill("check", str(run_dir), cwd=elsewhere)  # re-judged offline, from anywhere
+    assert rechecked.returncode == drilled.returncode and validity.upper() in rechecked.stdout
     assert (project / "reports" / "dr-report" / "dr-test-report.html").is_file()
     assert list((project / "reports" / "allure-results").glob("*-result.json"))
     assert sorted(p.name for p in project.iterdir()) == ["experiments", "features", "reports"]
