@@ -27,7 +27,6 @@ entry), ``drdrill.role`` (``etcd``, ``postgres``, ``alb``, ``redis``, ``service`
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from dataclasses import dataclass, field
 
@@ -432,20 +431,6 @@ def service_spec(
         stage=2,
         extra=extra,
         restart="on-failure",
-    )
-
-
-def describe(plan: Plan) -> str:
-    """A JSON dump of a plan (for debugging: ``python -m drdrill.mirror.plan``)."""
-    return json.dumps(
-        {
-            "networks": [n.__dict__ for n in plan.networks],
-            "containers": [
-                {k: v for k, v in c.__dict__.items() if k != "env"} for c in plan.containers
-            ],
-        },
-        indent=2,
-        default=str,
     )
 
 
