@@ -106,3 +106,30 @@ def lost_directly(run_dir: Path) -> set[str]:
              and op.get("process", "").startswith("client")}  # fmt: skip
     assert acked, f"{run_dir}: no acknowledged write to judge"
     return acked - present
+
+
+def payments_on_every_member(state, region: str, keys: set[str], timeout_s: float = 20.0) -> dict[str, set[str]]:
+    """member -> which of ``keys`` its own PostgreSQL holds in ``payments``, asked of each Patroni
+    member directly (not through the ALB, not through the platform); replicas are waited for until
+    they agree with the leader or ``timeout_s`` passes."""
+    import psycopg
+
+    from drdrill.mirror.sql import connect
+    from drdrill.waiting import wait_until
+
+    members = state.patroni(region)
+
+    def found_on(member: dict) -> set[str]:
+        with connect(member["sql"]["host"], member["sql"]["port"], timeout_s=5.0) as conn:
+            rows = conn.execute("select key from payments where key = any(%s)", (sorted(keys),))
+            return {row[0] for row in rows}
+
+    seen: dict[str, set[str]] = {}
+
+    def agree() -> bool:
+        seen.update({name: found_on(member) for name, member in members.items()})
+        return len({frozenset(v) for v in seen.values()}) == 1
+
+    wait_until(agree, timeout_s=timeout_s, interval_s=0.5, what=f"{region}'s members agreeing",
+               errors=(OSError, psycopg.Error))
+    return seen

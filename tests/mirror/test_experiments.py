@@ -36,7 +36,7 @@ from drdrill.mirror import patroni
 from drdrill.mirror.state import load_state
 from drdrill.run import RunDir
 from drdrill.targets.local import LocalTarget
-from tests.mirror.shared import assert_restored, lost_directly
+from tests.mirror.shared import assert_restored, lost_directly, payments_on_every_member
 
 pytestmark = pytest.mark.docker
 
@@ -193,6 +193,17 @@ def test_failover_then_failback_returns_to_the_primary_region(target, state_file
     # data lost at the region loss (the replication lag), judged twice: by the checker and directly
     direct = lost_directly(journal_path(tmp_path).parent)
     assert lost(result, "financial") + lost(result, "other") == len(direct)
+    # ... and in the database itself: every member of the rebuilt primary region holds each
+    # acknowledged payment the final read found (writes made in DR came back), and no lost one
+    run_dir = journal_path(tmp_path).parent
+    acked = {op["key"] for op in read_ops(run_dir / "history.jsonl")
+             if op.get("type") == "ok" and op.get("service") == "payments" and op.get("key")}  # fmt: skip
+    lost_payments = acked & direct
+    restored = load_state(state_file)
+    on_members = payments_on_every_member(restored, "primary", acked)
+    assert len(on_members) == len(restored.patroni("primary"))
+    for member, keys in on_members.items():
+        assert keys == acked - lost_payments, (member, sorted(acked - lost_payments - keys)[:5])
     assert {c["region"] for c in out["validate-dr-critical-path"]["result"]["checks"]} == {"dr"}
     assert {c["region"] for c in out["validate-primary-critical-path"]["result"]["checks"]} == {"primary"}
     steps = [s["step"] for s in result.find("runbook").evidence["steps"]]
