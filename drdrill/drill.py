@@ -163,7 +163,8 @@ class Drill:
         judgement = {"kind": "saga", "subject": "payments", "limit": limit_s, "step": step,
                      "observed": observed}
         self.run.add_judgement(**judgement)
-        return judge(self.history(), self.config, self.run.final_read(), judgement)
+        return judge(self.history(), self.config, self.run.final_read(), judgement,
+                     wan_rtt_ms=self.run.wan_rtt_ms)
 
     def history(self) -> History:
         if self._history is None or not self.finished:
@@ -175,7 +176,8 @@ class Drill:
         self.finish()
         judgement = {"kind": kind, "subject": subject, "limit": limit, "step": step}
         self.run.add_judgement(**judgement)
-        return judge(self.history(), self.config, self.run.final_read(), judgement)
+        return judge(self.history(), self.config, self.run.final_read(), judgement,
+                     wan_rtt_ms=self.run.wan_rtt_ms)
 
     def close(self) -> CheckResult | None:
         """Finish, close the history and write results.json; never raises for a broken run."""

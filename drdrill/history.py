@@ -7,7 +7,8 @@ op
     and ``time_s``):
 
     ``process``     who performed it: ``client-<n>`` for synthetic users, ``nemesis`` for the fault
-                    injector (chaos experiment activities, runbook steps).
+                    injector (chaos experiment activities, runbook steps), ``platform`` for what the
+                    platform itself reported (the database's replication position, sampled).
     ``type``        ``invoke`` (a write is about to be sent), ``ok`` (certainly took effect),
                     ``fail`` (certainly did not), ``info`` (unknown: it may or may not have).
     ``f``           the operation: ``payments.create``, ``users.read``, or for the nemesis
@@ -29,13 +30,35 @@ op
                     nemesis only: ``[start, end]`` epoch seconds of a planned outage the activity
                     caused (traffic stopped on purpose), e.g. the rollback's automatic failback.
 
+platform op
+    An op of the ``platform`` process, always of type ``info``: what the platform said about itself,
+    never what a user saw (no checker of users' experience reads them). ``f`` is
+    ``replication.sample`` (one answer of one database leader; ``time_s`` when the query was sent,
+    ``end_s`` when its answer arrived) or ``replication.unreachable`` (the sampler lost that leader:
+    ``error`` says why; written once per outage, not per failed attempt). Their own fields, every
+    LSN an integer byte position in the WAL (``pg_wal_lsn_diff(lsn, '0/0')``):
+
+    ``side``            ``dr`` (the DR region's standby leader) or ``primary`` (the primary region's
+                        leader); ``region`` names the region
+    ``member``          the server that answered (its address on the region's network)
+    ``in_recovery``     ``pg_is_in_recovery()``: true while the DR is a standby, false once promoted
+    ``replay_lsn``      dr: ``pg_last_wal_replay_lsn()``; primary: the DR walsender's replay position
+    ``receive_lsn``     dr: ``pg_last_wal_receive_lsn()``
+    ``last_replay_s``   dr: epoch seconds of ``pg_last_xact_replay_timestamp()``, the primary's commit
+                        time of the last transaction the DR replayed
+    ``current_lsn``     primary: ``pg_current_wal_lsn()``
+    ``sent_lsn``, ``flush_lsn``
+                        primary: the DR walsender's sent and (DR-side) flushed positions
+    ``lag_bytes``       primary: ``current_lsn - replay_lsn`` of the DR walsender
+    ``replay_lag_s``    primary: the DR walsender's ``replay_lag`` (PostgreSQL's own estimate)
+
 client op / completion
     An op of a ``client-*`` process whose type is ``ok``, ``fail`` or ``info``: what a user saw.
     Reads have only a completion; writes have an ``invoke`` and, unless the client died, a completion.
 
 History
     The columnar, read-only form of a history file used by checkers: client ops as NumPy arrays
-    (one row per op, dictionary-encoded strings) and nemesis ops as a short list of dicts. Built from
+    (one row per op, dictionary-encoded strings), nemesis ops and platform ops as lists of dicts. Built from
     a file with :func:`load_history` or from a list of dicts with :meth:`History.from_ops`; both go
     through the same code so hand-written test histories exercise what real runs do.
 """
@@ -63,6 +86,7 @@ __all__ = [
     "FAIL",
     "OK",
     "OP_TYPES",
+    "PLATFORM",
     "History",
     "HistoryWriter",
     "load_history",
@@ -76,10 +100,17 @@ FIELDS = (
     "region", "phase", "kind",
 )
 NEMESIS = "nemesis"
+PLATFORM = "platform"
 
 _STRING_FIELDS = ("process", "type", "f", "service", "key", "error", "region", "phase", "kind")
 _FLOAT_FIELDS = ("time_s", "end_s", "latency_ms")
 _NEMESIS_FIELDS = ("runbook_step", "mode", "operator_s", "maintenance_window_s")
+# platform ops' own fields and their arrow types (see the module docstring)
+_PLATFORM_FIELDS = {
+    "side": "string", "member": "string", "in_recovery": "bool_", "replay_lsn": "int64",
+    "receive_lsn": "int64", "last_replay_s": "float64", "current_lsn": "int64", "sent_lsn": "int64",
+    "flush_lsn": "int64", "lag_bytes": "int64", "replay_lag_s": "float64",
+}  # fmt: skip
 
 
 class HistoryWriter:
@@ -185,7 +216,7 @@ class Codes:
 
 @dataclass(frozen=True)
 class History:
-    """A history in columnar form: client ops as arrays, nemesis ops as dicts. See the module docstring.
+    """A history in columnar form: client ops as arrays, nemesis and platform ops as dicts. See the module docstring.
 
     Columns (length ``n``, one row per client op, file order):
     ``type`` (int8: INVOKE/OK/FAIL/INFO), ``time_s``, ``end_s``, ``latency_ms`` (float64, NaN when
@@ -194,7 +225,7 @@ class History:
     ``key_row`` (row indices) and ``key_id`` (int32), same length; ``key_id`` indexes
     ``key_names`` (a pyarrow string array of the distinct keys), so set operations on keys are
     integer operations.
-    ``nemesis``: nemesis ops as dicts, sorted by ``time_s``.
+    ``nemesis``: nemesis ops as dicts, sorted by ``time_s``; ``platform``: platform ops likewise.
     """
 
     type: np.ndarray
@@ -211,6 +242,7 @@ class History:
     key_id: np.ndarray
     key_names: Any
     nemesis: tuple[dict[str, Any], ...] = field(default=())
+    platform: tuple[dict[str, Any], ...] = field(default=())
     source: str = "<memory>"
 
     @property
@@ -361,6 +393,7 @@ def _arrow_schema() -> Any:
         pa.field("operator_s", pa.float64()),
         pa.field("maintenance_window_s", pa.list_(pa.float64())),
     ]
+    fields += [pa.field(name, getattr(pa, kind)()) for name, kind in _PLATFORM_FIELDS.items()]
     return pa.schema(fields)
 
 
@@ -368,9 +401,11 @@ def _ops_to_batches(ops: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
     import pyarrow as pa
 
     schema = _arrow_schema()
-    rows = [{name: op.get(name) for name in (*FIELDS, *_NEMESIS_FIELDS)} for op in ops]
+    names = (*FIELDS, *_NEMESIS_FIELDS, *_PLATFORM_FIELDS)
+    rows = [{name: op.get(name) for name in names} for op in ops]
+    floats = (*_FLOAT_FIELDS, *(n for n, kind in _PLATFORM_FIELDS.items() if kind == "float64"))
     for row in rows:
-        for name in _FLOAT_FIELDS:
+        for name in floats:
             if row[name] is not None:
                 row[name] = float(row[name])
     if rows:
@@ -410,16 +445,17 @@ def _build(batches: Iterator[Any], source: str) -> History:
     statuses: list[np.ndarray] = []
     key_rows: list[np.ndarray] = []
     keys: list[Any] = []
-    nemesis: list[dict[str, Any]] = []
+    apart: dict[str, list[dict[str, Any]]] = {NEMESIS: [], PLATFORM: []}
     offset = 0
     for batch in batches:
-        is_nemesis = pc.fill_null(pc.equal(batch.column("process"), NEMESIS), False)
-        if pc.any(is_nemesis).as_py():
-            nemesis.extend(
-                {k: v for k, v in row.items() if v is not None}
-                for row in batch.filter(is_nemesis).to_pylist()
-            )
-            batch = batch.filter(pc.invert(is_nemesis))
+        for process, kept in apart.items():
+            mine = pc.fill_null(pc.equal(batch.column("process"), process), False)
+            if pc.any(mine).as_py():
+                kept.extend(
+                    {k: v for k, v in row.items() if v is not None}
+                    for row in batch.filter(mine).to_pylist()
+                )
+                batch = batch.filter(pc.invert(mine))
         n = batch.num_rows
         if n == 0:
             continue
@@ -460,7 +496,8 @@ def _build(batches: Iterator[Any], source: str) -> History:
         del encoded
     else:
         key_id, key_names = np.zeros(0, dtype=np.int32), pa.array([], type=pa.string())
-    nemesis.sort(key=lambda op: op.get("time_s") or 0.0)
+    for kept in apart.values():
+        kept.sort(key=lambda op: op.get("time_s") or 0.0)
     return History(
         type=cat(types, np.int8),
         time_s=cat(floats["time_s"], np.float64),
@@ -475,6 +512,7 @@ def _build(batches: Iterator[Any], source: str) -> History:
         key_row=cat(key_rows, np.int64),
         key_id=key_id,
         key_names=key_names,
-        nemesis=tuple(nemesis),
+        nemesis=tuple(apart[NEMESIS]),
+        platform=tuple(apart[PLATFORM]),
         source=source,
     )

@@ -3,7 +3,9 @@
 Layout of ``reports/runs/<UTC timestamp>-<scenario>/``:
 
     drill.json        what ran: scenario, run id, target, the drill config (services, objectives),
-                      and the judgements the scenario's Then steps asked for
+                      the judgements the scenario's Then steps asked for, and what the target
+                      measured of its platform: ``network`` (``{"rtt_ms": {"wan": 70.4, ...}}``,
+                      links' measured round trips) and ``replication_sampler`` (the sampler's cost)
     history.jsonl     every client and nemesis op (see :mod:`drdrill.history`)
     journal.json      the Chaos Toolkit journal of the experiment
     final-read.json   the keys found in the recovered system: ``{"read_at_s", "prefix", "present"}``
@@ -178,27 +180,35 @@ class RunDir:
     def history(self) -> History:
         return load_history(self.history_path)
 
+    @property
+    def wan_rtt_ms(self) -> float | None:
+        """The WAN's round trip measured at the drill's start (drill.json ``network``), if any."""
+        rtt = ((self.meta().get("network") or {}).get("rtt_ms") or {}).get("wan")
+        return float(rtt) if isinstance(rtt, int | float) else None
+
     def check(self, history: History | None = None) -> CheckResult:
         """Judge the run from its files alone; writes and returns results.json's content."""
         history = history if history is not None else self.history()
         config = self.config()
         final_read = self.final_read()
-        base = check_run(history, config, final_read)
+        wan_rtt_ms = self.wan_rtt_ms
+        base = check_run(history, config, final_read, wan_rtt_ms=wan_rtt_ms)
         judgements = [
-            run_checker(f"{j['kind']}:{j['subject']}", lambda j=j: judge(history, config, final_read, j))
+            run_checker(f"{j['kind']}:{j['subject']}",
+                        lambda j=j: judge(history, config, final_read, j, wan_rtt_ms=wan_rtt_ms))
             for j in self.meta().get("judgements", [])
         ]
         children = base.children + ([compose("steps", judgements)] if judgements else [])
         result = compose("drill", children)
         result.metrics = {"fault_s": fault_start_s(history), "client_ops": history.n,
-                          "nemesis_ops": len(history.nemesis)}
+                          "nemesis_ops": len(history.nemesis), "platform_ops": len(history.platform)}
         _write_json(self.results_path, result.to_dict())
         return result
 
 
 def judge(history: History, config: DrillConfig, final_read: dict[str, Any] | None,
-          judgement: dict[str, Any]) -> CheckResult:
-    """Evaluate one recorded judgement (see the module docstring)."""
+          judgement: dict[str, Any], wan_rtt_ms: float | None = None) -> CheckResult:
+    """Evaluate one recorded judgement (see the module docstring); ``wan_rtt_ms`` as in drill.json."""
     kind, subject, limit = judgement["kind"], judgement["subject"], float(judgement["limit"])
     step = judgement.get("step", "")
     fault_s = fault_start_s(history)
@@ -231,7 +241,7 @@ def judge(history: History, config: DrillConfig, final_read: dict[str, Any] | No
         services = config.services_in_data_class(subject)
         objective_s = limit if kind == "rpo" else config.rpo_objective_s[subject]
         result = data_class_rpo(history, subject, services, final_read, fault_s, objective_s,
-                                fault_applied_s(history))
+                                fault_applied_s(history), wan_rtt_ms)
         if kind == "lost" and result.validity is not Validity.UNKNOWN:
             lost = result.metrics["lost_count"]
             ok = lost <= limit

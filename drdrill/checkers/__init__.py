@@ -38,13 +38,17 @@ def check_run(
     final_read: Mapping[str, Any] | None,
     rto_override_s: Mapping[str, float] | None = None,
     rpo_override_s: Mapping[str, float] | None = None,
+    wan_rtt_ms: float | None = None,
 ) -> CheckResult:
-    """Availability, RTO, RPO and (when the run had one) the runbook, composed into ``drill``."""
+    """Availability, RTO, RPO and (when the run had one) the runbook, composed into ``drill``.
+
+    ``wan_rtt_ms``: the WAN's measured round trip, for the RPO's explanation of its window."""
     fault_s = fault_start_s(history)
     children = [
         run_checker("availability", lambda: check_availability(history, config, fault_s=fault_s)),
         run_checker("rto", lambda: check_rto(history, config, rto_override_s, fault_s=fault_s)),
-        run_checker("rpo", lambda: check_rpo(history, config, final_read, rpo_override_s, fault_s=fault_s)),
+        run_checker("rpo", lambda: check_rpo(history, config, final_read, rpo_override_s, fault_s=fault_s,
+                                                   wan_rtt_ms=wan_rtt_ms)),
     ]
     if any(op.get("runbook_step") for op in history.nemesis):
         children.append(run_checker("runbook", lambda: check_runbook(history, fault_s)))

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from drdrill.checkers.db_loss import database_view
 from drdrill.checkers.result import CheckResult, Validity, compose
 from drdrill.checkers.rto import clock, fault_applied_s, fault_start_s
 from drdrill.config import DrillConfig
@@ -91,10 +92,15 @@ def data_class_rpo(
     fault_s: float | None,
     objective_s: float,
     applied_s: float | None = None,
+    wan_rtt_ms: float | None = None,
+    platform: tuple[Mapping[str, Any], ...] | None = None,
 ) -> CheckResult:
-    """Measure the data loss of one data class (see the module docstring).
+    """Measure the data loss of one data class (see the module docstring), with the database's own
+    view beside it (:mod:`drdrill.checkers.db_loss`) once a fault ran and the final read was taken.
 
     ``applied_s``: when the fault was in effect (the first fault action completed); default ``fault_s``.
+    ``wan_rtt_ms``: the WAN's measured round trip (for the explanation). ``platform``: the platform
+    ops to read the database's view from; default the history's.
     """
     name = f"rpo:{data_class}"
     metrics: dict[str, Any] = {"objective_s": objective_s, "services": services, "fault_s": fault_s}
@@ -171,7 +177,6 @@ def data_class_rpo(
     if failed_present.any():
         evidence["failed_but_present_keys"] = key_ranges(decoded(np.flatnonzero(failed_present)))
 
-    explanation: list[str] = []
     problems: list[str] = []
     if unexpected:
         problems.append(f"{len(unexpected)} {data_class} record(s) are present that no client ever wrote")
@@ -198,20 +203,41 @@ def data_class_rpo(
     metrics["data_loss_window_s"] = window_s
     metrics["rpo_resolution_s"] = float(fault_s - acked_before.max()) if acked_before.size else None
 
+    result = _users_verdict(name, metrics, evidence, problems, lost_before_keys.size, int(ack_ids.size),
+                            acked_before.size, lost_ack_s[before], data_class, fault_s, window_s, objective_s)
+    if platform is None:
+        platform = history.platform
+    view = database_view(tuple(platform), fault_s, ack_s, window_s, int(lost_before_keys.size), objective_s,
+                         data_class, wan_rtt_ms)
+    result.metrics.update(view.metrics)
+    result.evidence.update(view.evidence)
+    result.explanation.extend(view.explanation)
+    if view.decides_verdict and not problems:
+        result.validity = Validity.UNKNOWN
+        result.explanation.insert(0, (
+            f"The verdict is unknown: the users' loss window ({window_s:.3f} s) and the database's "
+            f"({view.metrics['db_loss_window_s']:.3f} s) fall on different sides of the RPO objective of "
+            f"{objective_s:g} s, and the run cannot tell which measurement is wrong."))
+    return result
+
+
+def _users_verdict(name: str, metrics: dict[str, Any], evidence: dict[str, Any], problems: list[str],
+                   lost_count: int, acked_count: int, acked_before_count: int, lost_ack_s: np.ndarray,
+                   data_class: str, fault_s: float, window_s: float, objective_s: float) -> CheckResult:
+    """The verdict from what users were told (see the module docstring)."""
     if problems:
-        explanation.append("; ".join(problems) + ".")
-        return CheckResult(name, Validity.INVALID, metrics, evidence, explanation)
-    if lost_before_keys.size:
-        text = (f"{lost_before_keys.size} of {ack_ids.size} acknowledged {data_class} writes were lost: "
-                f"acknowledged from {clock(float(lost_ack_s[before].min()))} up to the fault at {clock(fault_s)}, "
+        return CheckResult(name, Validity.INVALID, metrics, evidence, ["; ".join(problems) + "."])
+    if lost_count:
+        text = (f"{lost_count} of {acked_count} acknowledged {data_class} writes were lost: "
+                f"acknowledged from {clock(float(lost_ack_s.min()))} up to the fault at {clock(fault_s)}, "
                 f"a data loss window of {window_s:.2f} s")
     else:
-        text = (f"None of the {ack_ids.size} acknowledged {data_class} writes was lost "
+        text = (f"None of the {acked_count} acknowledged {data_class} writes was lost "
                 f"(data loss window 0 s)")
     if window_s >= objective_s:
         return CheckResult(name, Validity.INVALID, metrics, evidence, [
             f"{text}, NOT within the RPO objective of {objective_s:g} s."])
-    if not acked_before.size:
+    if not acked_before_count:
         return CheckResult(name, Validity.UNKNOWN, metrics, evidence, [
             f"No {data_class} write was acknowledged before the fault, so a loss could not have been seen; "
             "run write traffic before injecting the fault."])
@@ -230,6 +256,7 @@ def check_rpo(
     final_read: Mapping[str, Any] | None,
     objective_override_s: Mapping[str, float] | None = None,
     fault_s: float | None = None,
+    wan_rtt_ms: float | None = None,
 ) -> CheckResult:
     """RPO of every data class (``rpo:<data class>``) from the history and the final read."""
     overrides = dict(objective_override_s or {})
@@ -241,5 +268,5 @@ def check_rpo(
         services = config.services_in_data_class(data_class)
         if services:
             results.append(data_class_rpo(history, data_class, services, final_read, fault_s,
-                                          overrides.get(data_class, objective_s), applied_s))
+                                          overrides.get(data_class, objective_s), applied_s, wan_rtt_ms))
     return compose("rpo", results)
