@@ -67,3 +67,34 @@ def runbook_step(step: str, time_s: float, duration_s: float, outcome: str = "ok
     elif outcome == "fail":
         stop["error"] = f"{step} went wrong"
     return [{**base, "type": "info", "f": f"start:{name}", "time_s": time_s}, stop]
+
+
+def replication(start_s: float, end_s: float, commits_s: Iterable[float], replayed_until_s: float,
+                promoted_s: float | None = None, period_s: float = 0.1, bytes_per_commit: int = 500,
+                primary_until_s: float | None = None) -> list[dict]:
+    """Platform ops sampling replication every ``period_s`` in [start_s, end_s), as the sampler writes
+    them: the primary has committed every commit of ``commits_s`` up to each sample (answering until
+    ``primary_until_s``), the DR has replayed those up to ``replayed_until_s`` and is in recovery
+    until ``promoted_s``. LSNs grow ``bytes_per_commit`` per commit."""
+    commits = sorted(commits_s)
+    ops = []
+    i = 0
+    while (t := start_s + i * period_s) < end_s:
+        i += 1
+        done = [c for c in commits if c <= t]
+        replayed = [c for c in done if c <= replayed_until_s]
+        dr = {"process": "platform", "type": "info", "f": "replication.sample", "side": "dr",
+              "region": "dr", "member": "172.30.2.11", "time_s": t, "end_s": t + 0.002,
+              "in_recovery": promoted_s is None or t < promoted_s,
+              "replay_lsn": len(replayed) * bytes_per_commit,
+              "receive_lsn": len(replayed) * bytes_per_commit,
+              "last_replay_s": replayed[-1] if replayed else None}
+        ops.append(dr)
+        if primary_until_s is None or t < primary_until_s:
+            lag_bytes = (len(done) - len(replayed)) * bytes_per_commit
+            ops.append({"process": "platform", "type": "info", "f": "replication.sample", "side": "primary",
+                        "region": "primary", "member": "172.30.1.11", "time_s": t, "end_s": t + 0.002,
+                        "in_recovery": False, "current_lsn": len(done) * bytes_per_commit,
+                        "replay_lsn": len(replayed) * bytes_per_commit, "lag_bytes": lag_bytes,
+                        "replay_lag_s": max(0.0, t - replayed_until_s) if lag_bytes else 0.0})
+    return ops
