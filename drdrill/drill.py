@@ -2,7 +2,8 @@
 
 The Gherkin steps are thin calls into :class:`Drill`; so is anything else that runs a drill.
 
-Order: :meth:`Drill.start_traffic` → :meth:`Drill.run_experiment` →
+Order: :meth:`Drill.start_traffic` (and the target's observation of the platform, e.g. the DR
+replica's replication samples, until :meth:`Drill.finish`) → :meth:`Drill.run_experiment` →
 :meth:`Drill.wait_recovered` (traffic keeps flowing until the target is healthy, then one more
 recovery window so recovery can be proven) → :meth:`Drill.finish` (traffic stops, the final read
 looks up every key the run wrote) → :meth:`Drill.judge` per objective → :meth:`Drill.close` (writes
@@ -47,6 +48,7 @@ class Drill:
         self.experiment_dirs = [Path(d) for d in experiment_dirs]
         self.writer = HistoryWriter(run.history_path)
         self.traffic: TrafficRun | None = None
+        self.observing = contextlib.ExitStack()  # the target's own view of the platform (platform ops)
         self.finished = False
         self._history: History | None = None
         # experiment configuration the scenario's Given steps set (manual runbook steps, outage_s)
@@ -75,6 +77,10 @@ class Drill:
         self.traffic = TrafficRun(self.target.base_url, self.run.history_path, self.run.run_id,
                                   users=users, rate_per_user=rate_per_user, max_duration_s=max_duration_s)
         self.run.update_meta(traffic={"users": users, "rate_per_user": rate_per_user})
+        try:
+            self.observing.enter_context(self.target.observe(self.writer, self.run.update_meta))
+        except Exception as exc:  # noqa: BLE001 - the platform's own view is evidence, never a blocker
+            log.warning("could not observe the platform's own view (replication samples): %s", exc)
         log.info("traffic: starting %d synthetic users at %g req/s each against %s",
                  users, rate_per_user, self.target.base_url)
         self.traffic.start()
@@ -125,6 +131,10 @@ class Drill:
         self.finished = True
         if self.traffic is not None:
             self.traffic.stop()
+        try:
+            self.observing.close()
+        except Exception as exc:  # noqa: BLE001 - the platform's own view is evidence, never a blocker
+            log.warning("stopping the observation of the platform failed: %s", exc)
         self.writer.flush()
         try:
             present = self.target.final_read(self.run.run_id)

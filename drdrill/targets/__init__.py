@@ -30,6 +30,11 @@ A target offers what a drill needs from the platform (:class:`Target`):
                                  not settled yet (None when the target has no sagas)
 ``describe()``                   what the platform is, for the report's environment: topology and
                                  component versions, ``{name: text}``
+``observe(writer, note)``        a context manager the drill holds while traffic flows: the platform's
+                                 own view sampled into the history as ``platform`` ops (local: the DR
+                                 replica's replication position, :mod:`drdrill.mirror.replication`);
+                                 ``note(**meta)`` records what it measured in drill.json (``network``,
+                                 ``replication_sampler``); default: nothing observed
 
 :data:`REGISTRY` maps each name to its class (imported only when asked for, so the aws target never
 imports the Docker mirror); a new target is one new module and one line there. Nothing outside this
@@ -38,13 +43,17 @@ package asks a target for its name to decide what to do.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from drdrill.errors import DrdrillError
+
+if TYPE_CHECKING:
+    from drdrill.history import HistoryWriter
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -140,6 +149,9 @@ class Target(Protocol):
 
     def describe(self) -> dict[str, str]: ...
 
+    def observe(self, writer: HistoryWriter,
+                note: Callable[..., None]) -> contextlib.AbstractContextManager[Any]: ...
+
 
 class TargetBase:
     """What most targets do for the drill-level parts of :class:`Target`: nothing to prepare or
@@ -167,6 +179,11 @@ class TargetBase:
     def pending_payments(self) -> dict[str, Any] | None:
         """None: no sagas on this target."""
         return None
+
+    def observe(self, writer: HistoryWriter,
+                note: Callable[..., None]) -> contextlib.AbstractContextManager[Any]:
+        """Nothing of the platform's own view is sampled on this target."""
+        return contextlib.nullcontext()
 
 
 def activity_lines(experiment: Mapping[str, Any]) -> list[str]:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from drdrill.chaos import http
 from drdrill.errors import TargetError
 from drdrill.targets import TargetBase, TargetOptions
 
-__all__ = ["LocalTarget"]
+if TYPE_CHECKING:
+    from drdrill.history import HistoryWriter
+
+__all__ = ["REPLICATION_INTERVAL_ENV", "LocalTarget"]
 
 log = logging.getLogger("drdrill")
+
+REPLICATION_INTERVAL_ENV = "DRDRILL_REPLICATION_SAMPLE_S"  # seconds between replication samples; 0: none
 
 
 class LocalTarget(TargetBase):
@@ -25,9 +32,20 @@ class LocalTarget(TargetBase):
     tags = ("mirror",)
     uses = frozenset({"keep_mirror"})
 
-    def __init__(self, keep: bool = False, state_file: str | None = None) -> None:
+    def __init__(self, keep: bool = False, state_file: str | None = None,
+                 replication_interval_s: float | None = None) -> None:
         self.keep = keep
         self.state_file = state_file
+        if replication_interval_s is None:
+            from drdrill.mirror.replication import DEFAULT_INTERVAL_S
+
+            text = os.environ.get(REPLICATION_INTERVAL_ENV, "")
+            try:
+                replication_interval_s = float(text) if text else DEFAULT_INTERVAL_S
+            except ValueError:
+                raise TargetError(f"${REPLICATION_INTERVAL_ENV}={text!r} is not a number of seconds; "
+                                  "give e.g. 0.1 (0 samples nothing)") from None
+        self.replication_interval_s = replication_interval_s
         self.state: Any = None
         self._started_here = False
         self._mirrors_before: set[str] = set()
@@ -160,6 +178,42 @@ class LocalTarget(TargetBase):
         out["patroni.timings"] = (f"ttl {timings.ttl} s, loop_wait {timings.loop_wait} s, retry_timeout "
                                   f"{timings.retry_timeout} s, synchronous_mode {timings.synchronous_mode}")
         return out
+
+    @contextlib.contextmanager
+    def observe(self, writer: HistoryWriter, note: Callable[..., None]) -> Iterator[Any]:
+        """While held: the DR replica's replication position sampled into the history every
+        ``replication_interval_s`` (:mod:`drdrill.mirror.replication`). Records in drill.json the
+        links' measured round trips (``network``) and, at the end, the sampler's cost
+        (``replication_sampler``). Never raises for what it could not measure."""
+        if self.state is None:
+            yield None
+            return
+        self._note_network(note)
+        if self.replication_interval_s <= 0 or self.state.dr_region is None:
+            yield None
+            return
+        from drdrill.mirror.replication import ReplicationSampler
+
+        sampler = ReplicationSampler(self.state, writer, self.replication_interval_s).start()
+        try:
+            yield sampler
+        finally:
+            stats = sampler.stop()
+            note(replication_sampler=stats)
+            log.info("replication sampler: %s", ", ".join(
+                f"{side} {stats[side]['achieved_per_s']:g}/s of {stats['asked_per_s']:g}/s asked"
+                for side in ("dr", "primary") if side in stats))
+
+    def _note_network(self, note: Callable[..., None]) -> None:
+        """The links' measured round trips into drill.json (``network.rtt_ms``), when the mirror can measure them."""
+        try:
+            from drdrill.mirror.links import measure_rtt_ms  # type: ignore[attr-defined]
+        except ImportError:  # the link shaping (issue 13) is not merged yet
+            return
+        try:
+            note(network={"rtt_ms": dict(measure_rtt_ms(self.state))})
+        except Exception as exc:  # noqa: BLE001 - a measurement, never a reason to fail the drill
+            log.warning("could not measure the mirror's link round trips: %s", exc)
 
     def experiment_configuration(self) -> dict[str, Any]:
         path = self.state.path if self.state is not None else None
