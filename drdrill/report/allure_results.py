@@ -132,8 +132,11 @@ def evidence_tables(result: CheckResult, config: DrillConfig) -> dict[str, str]:
     """The scenario's evidence as CSV tables (Allure shows CSV as a table): name -> CSV text.
 
     ``RTO`` (per service: tier, measured RTO s, objective s, verdict), ``RPO`` (per data class:
-    acknowledged, lost, data loss window s, objective s, verdict), ``runbook steps`` (when the run
-    had any) and ``lost keys`` (plain text, only when writes were lost).
+    acknowledged, lost, data loss window s, objective s, verdict), ``loss, two measurements`` (per
+    data class the database's view was measured for: the users' and the database's loss windows,
+    their difference and tolerance, whether they agree, the DR lag at the fault in bytes and
+    seconds, the WAN RTT, the write rate, the finding), ``runbook steps`` (when the run had any)
+    and ``lost keys`` (plain text, only when writes were lost).
     """
     tables: dict[str, str] = {}
     rows = []
@@ -169,6 +172,24 @@ def evidence_tables(result: CheckResult, config: DrillConfig) -> dict[str, str]:
     if rows:
         tables["RPO"] = _csv(["data class", "acknowledged writes", "lost", "data loss window (s)",
                               "objective (s)", "verdict"], rows)  # fmt: skip
+    rows = []
+    for data_class in config.rpo_objective_s:
+        node = _find(result, f"rpo:{data_class}")
+        m = node.metrics if node is not None else {}
+        if m.get("db_loss_window_s") is None and m.get("db_lag_bytes_at_fault") is None:
+            continue
+        agrees = m.get("db_agrees")
+        rows.append([data_class, _s(m.get("data_loss_window_s")), _s(m.get("db_loss_window_s")),
+                     _s(m.get("db_difference_s")), _s(m.get("tolerance_s")),
+                     "" if agrees is None else ("yes" if agrees else "NO"),
+                     "" if m.get("db_lag_bytes_at_fault") is None else m["db_lag_bytes_at_fault"],
+                     _s(m.get("db_replay_lag_s_at_fault")), _s(m.get("wan_rtt_ms")),
+                     _s(m.get("write_rate_per_s")), node.evidence.get("finding", "")])
+    if rows:
+        tables["loss, two measurements"] = _csv(
+            ["data class", "users' loss window (s)", "database's loss window (s)", "difference (s)",
+             "tolerance (s)", "agree", "DR lag at fault (bytes)", "DR replay lag at fault (s)",
+             "WAN RTT (ms)", "write rate (/s)", "finding"], rows)  # fmt: skip
     runbook = _find(result, "runbook")
     if runbook is not None and runbook.evidence.get("steps"):
         tables["runbook steps"] = _csv(
@@ -194,6 +215,8 @@ def measured_parameters(result: CheckResult) -> dict[str, float | int | str]:
             if m.get("data_loss_window_s") is not None:
                 params[f"data loss window, {data_class} (s)"] = round(float(m["data_loss_window_s"]), 2)
             params[f"lost writes, {data_class}"] = m.get("lost_count", "?")
+            if m.get("db_loss_window_s") is not None:
+                params[f"database's loss window, {data_class} (s)"] = round(float(m["db_loss_window_s"]), 2)
     return params
 
 

@@ -10,7 +10,11 @@ output directory, with the timeline plots:
 
 Contents: the overall verdict; the objectives; per scenario the objective against the measured
 value (critical and non-critical RTO, the failback's RTO, data loss per data class), the verdicts
-of its Then steps, the runbook's step timings and the timeline plot; the issues found (every missed
+of its Then steps, the runbook's step timings, the timeline plot and, per data class that lost
+writes (or whose two loss measurements disagree), a *data loss* section: the lost writes by key
+range, the loss window users saw against the database's own (its DR replica's lag at the moment of
+loss, :mod:`drdrill.checkers.db_loss`), judged against the objective, where the window comes from,
+and the finding when the two disagree; the issues found (every missed
 objective, lost write range, failed runbook step, unhealthy component, verdict without enough
 evidence), each with a remediation suggested from its evidence; a sign-off section.
 """
@@ -45,7 +49,7 @@ class Issue:
     what: str
     evidence: str
     remediation: str
-    severity: str = "objective missed"  # objective missed | data lost | indeterminate | runbook
+    severity: str = "objective missed"  # objective missed | data lost | indeterminate | runbook | finding
 
 
 @dataclass
@@ -59,6 +63,18 @@ class Scenario:
     runbook: list[dict[str, Any]] = field(default_factory=list)
     plot: Path | None = None
     issues: list[Issue] = field(default_factory=list)
+    losses: list[Loss] = field(default_factory=list)
+
+
+@dataclass
+class Loss:
+    """One data class's loss as a stakeholder reads it: a summary, a table, sentences."""
+
+    data_class: str
+    summary: str
+    rows: list[tuple[str, str]]  # measure, value
+    sentences: list[str]  # where the window comes from; the database's absence or agreement
+    finding: str | None = None
 
 
 def _find(result: CheckResult, name: str) -> CheckResult | None:
@@ -113,8 +129,59 @@ def _scenario(run: RunDir, out_dir: Path, index: int) -> Scenario:
     if history.n:
         scenario.plot = plot_timeline(history, config, result, out_dir / f"timeline-{index:02d}.png",
                                       title=name)
+    scenario.losses = [loss for c in config.rpo_objective_s if (loss := _loss(result, c)) is not None]
     scenario.issues = _issues(scenario, run)
     return scenario
+
+
+def _bytes(value: Any) -> str:
+    if value is None:
+        return "not measured"
+    value = int(value)
+    return f"{value} bytes" if value < 10_240 else f"{value / 1024:.0f} KiB ({value} bytes)"
+
+
+def _loss(result: CheckResult, data_class: str) -> Loss | None:
+    """The data loss section of ``data_class`` when it lost writes or its two measurements disagree."""
+    node = _find(result, f"rpo:{data_class}")
+    if node is None:
+        return None
+    m, e = node.metrics, node.evidence
+    finding = e.get("finding")
+    if not m.get("lost_count") and not finding:
+        return None
+    objective_s = m.get("objective_s")
+    window_s = m.get("data_loss_window_s")
+    met = window_s is not None and objective_s is not None and float(window_s) < float(objective_s)
+    summary = (f"{m.get('lost_count', 0)} of {m.get('acknowledged_count', '?')} acknowledged {data_class} "
+               f"writes were lost; verdict {node.validity.value.upper()} against the objective "
+               f"< {_seconds(objective_s)}.")
+    ranges = e.get("lost_keys") or []
+    rows = [("lost writes, by key range", "; ".join(str(r) for r in ranges) or "none"),
+            ("loss window, from what users were told (t_fault − first lost acknowledgement)",
+             _seconds(window_s)),
+            ("loss window, from the database (t_fault − the DR's last replayed commit)",
+             _seconds(m.get("db_loss_window_s")) if m.get("db_loss_window_s") is not None
+             else "not measured (no replication samples, or no DR promotion)")]
+    if m.get("db_lag_bytes_at_fault") is not None or m.get("db_replay_lag_s_at_fault") is not None:
+        lag = _bytes(m.get("db_lag_bytes_at_fault")) + " of WAL"
+        if m.get("db_replay_lag_s_at_fault") is not None:
+            lag += f", {_seconds(m['db_replay_lag_s_at_fault'])} (PostgreSQL's replay lag)"
+        rows.append(("DR replica's lag at the moment of loss", lag))
+    if m.get("db_agrees") is not None:
+        rows.append(("the two measurements agree",
+                     (f"yes: {m['db_difference_s']:+.3f} s apart" if m["db_agrees"] else
+                      f"NO: {m['db_difference_s']:+.3f} s apart")
+                     + f", tolerance {m['tolerance_s']:.3f} s (sampling period + one write interval)"))
+    if m.get("wan_rtt_ms") is not None:
+        rows.append(("WAN round trip (measured)", f"{float(m['wan_rtt_ms']):.1f} ms"))
+    if m.get("write_rate_per_s"):
+        rows.append((f"{data_class} write rate before the fault", f"{float(m['write_rate_per_s']):.1f}/s"))
+    rows.append((f"objective (< {_seconds(objective_s)})", "met" if met else "NOT met"))
+    sentences = [x for x in node.explanation if x.startswith(("Where the window comes from",
+                                                              "The database's own view is absent",
+                                                              "The DR database was"))]  # fmt: skip
+    return Loss(data_class, summary, rows, sentences, finding)
 
 
 def _issues(scenario: Scenario, run: RunDir) -> list[Issue]:
@@ -178,6 +245,15 @@ def _issues(scenario: Scenario, run: RunDir) -> list[Issue]:
         node = _find(result, f"rpo:{data_class}")
         if node is not None and node.metrics.get("lost_count") and data_class not in reported:
             found.append(_data_issue(scenario.name, node, " ".join(node.explanation[:2])))
+    for data_class in DATA_CLASSES:
+        node = _find(result, f"rpo:{data_class}")
+        if node is not None and node.evidence.get("finding"):
+            found.append(Issue(scenario.name, f"{node.name}: the two loss measurements disagree",
+                               node.evidence["finding"],
+                               "Find which one is lying: compare the lost keys' acknowledgement times "
+                               "in history.jsonl with their commit times on the old primary, and the "
+                               "replication samples (platform ops) around the fault with the database's "
+                               "logs; check the harness's and the containers' clocks.", "finding"))
     for failed in run.failed_rollbacks():
         found.append(Issue(scenario.name, "a rollback failed", f"Rollback {failed}.",
                            "The platform may not have been restored after this scenario: check its "
@@ -283,6 +359,13 @@ def _markdown(title, date, overall, scenarios, issues, config) -> str:
                       "|---|---|---|---|---|---|---|"]
             lines += [f"| {r['step']} | {r['phase']} | {r['mode']} | {_seconds(r['started_after_fault_s'])} | "
                       f"{_seconds(r['duration_s'])} | {_seconds(r['operator_s'])} | {r['status']} |" for r in s.runbook]
+        for loss in s.losses:
+            lines += ["", f"#### Data loss: {loss.data_class} data", "", loss.summary, "",
+                      "| measure | value |", "|---|---|"]
+            lines += [f"| {a} | {b} |" for a, b in loss.rows]
+            lines += [""] + [sentence for sentence in loss.sentences]
+            if loss.finding:
+                lines += ["", f"**Finding:** {loss.finding}"]
         if s.plot:
             lines += ["", f"![timeline: what users saw]({s.plot.name})"]
         lines.append("")
@@ -333,6 +416,12 @@ def _html(title, date, overall, scenarios, issues, config) -> str:
                 ("step", "phase", "mode", "started after fault", "duration", "operator", "status"),
                 [(r["step"], r["phase"], r["mode"], _seconds(r["started_after_fault_s"]), _seconds(r["duration_s"]),
                   _seconds(r["operator_s"]), r["status"]) for r in s.runbook]))
+        for loss in s.losses:
+            parts.append(f"<h4>Data loss: {html.escape(loss.data_class)} data</h4><p>{html.escape(loss.summary)}</p>")
+            parts.append(_table(("measure", "value"), loss.rows))
+            parts += [f"<p>{html.escape(sentence)}</p>" for sentence in loss.sentences]
+            if loss.finding:
+                parts.append(f'<p class="issue"><b>Finding:</b> {html.escape(loss.finding)}</p>')
         if s.plot:
             data = base64.b64encode(s.plot.read_bytes()).decode()
             parts.append(f'<img alt="timeline: what users saw" src="data:image/png;base64,{data}">')

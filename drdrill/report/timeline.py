@@ -17,6 +17,12 @@ objective
     The tier's RTO objective after t_fault: drawn when it falls inside the chart, else named in the
     legend ("beyond the chart").
 
+DR replica lag
+    When the history holds replication samples (platform ops, :mod:`drdrill.mirror.replication`),
+    a second panel below, on the same time axis: the DR walsender's replay lag in seconds
+    (PostgreSQL's ``replay_lag``, left axis) and in bytes of WAL (``lag_bytes``, right axis), as the
+    primary reported them; and the moment the DR database was promoted (left recovery).
+
 The x axis is seconds relative to t_fault (absolute when the run had no fault).
 """
 
@@ -27,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from drdrill.checkers import CheckResult
+from drdrill.checkers.db_loss import replication_samples
 from drdrill.checkers.rto import fault_start_s, maintenance_windows
 from drdrill.config import DrillConfig
 from drdrill.history import INVOKE, OK, History
@@ -69,7 +76,12 @@ def plot_timeline(history: History, config: DrillConfig, results: CheckResult | 
     completed = history.type != INVOKE
     fault = fault_window_s(history)
     origin = fault[0] if fault else (float(history.time_s[completed].min()) if completed.any() else 0.0)
-    fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
+    primary = [op for op in replication_samples(history.platform, "primary") if op.get("lag_bytes") is not None]
+    if primary:
+        fig, (ax, lag_ax) = plt.subplots(2, 1, figsize=(11, 7.4), dpi=110, sharex=True,
+                                         gridspec_kw={"height_ratios": [3, 1.3]})
+    else:
+        fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
     end_x = 0.0
     for service in config.services:
         code = history.service.code(service.name) if service.name in history.service.names else -1
@@ -111,12 +123,40 @@ def plot_timeline(history: History, config: DrillConfig, results: CheckResult | 
         ax.plot([], [], " ", label="RTO objectives beyond the chart: " + ", ".join(beyond))
     ax.set_ylim(-5, 105)
     ax.set_ylabel("requests served (%)")
-    ax.set_xlabel("seconds after the fault" if fault else "seconds")
     ax.set_title(title or "What users saw")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, ncol=4, frameon=False)
+    if primary:
+        _plot_lag(lag_ax, history, primary, origin, fault is not None)
+        lag_ax.set_xlabel("seconds after the fault" if fault else "seconds")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), fontsize=7, ncol=4, frameon=False)
+    else:
+        ax.set_xlabel("seconds after the fault" if fault else "seconds")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, ncol=4, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def _plot_lag(ax, history: History, primary: list, origin: float, faulted: bool) -> None:
+    """The DR replica's lag as the primary reported it: seconds (left) and bytes of WAL (right)."""
+    xs = np.array([float(op["time_s"]) for op in primary]) - origin
+    lag_s = np.array([np.nan if op.get("replay_lag_s") is None else float(op["replay_lag_s"]) for op in primary])
+    lag_bytes = np.array([float(op["lag_bytes"]) for op in primary])
+    ax.plot(xs, lag_s, color="#8e44ad", linewidth=1.1, label="DR replay lag (s, PostgreSQL's replay_lag)")
+    ax.set_ylabel("DR lag (s)")
+    ax.grid(alpha=0.3)
+    bytes_ax = ax.twinx()
+    bytes_ax.plot(xs, lag_bytes, color="#16a085", linewidth=1.0, linestyle="--", label="DR lag (bytes of WAL)")
+    bytes_ax.set_ylabel("DR lag (bytes)")
+    if faulted:
+        ax.axvline(0, color="#e74c3c", linewidth=1.2)
+    promoted = next((op for op in replication_samples(history.platform, "dr")
+                     if op.get("in_recovery") is False and float(op["time_s"]) >= origin), None)
+    if promoted is not None:
+        ax.axvline(float(promoted["time_s"]) - origin, color="#2c3e50", linestyle=":", linewidth=1.4,
+                   label="DR database promoted")
+    handles = ax.get_legend_handles_labels()
+    more = bytes_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left", fontsize=7, frameon=False)

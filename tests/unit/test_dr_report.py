@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from drdrill.cli import main
 from drdrill.history import History
 from drdrill.report.dr_report import build_report
@@ -90,3 +92,68 @@ def test_drdrill_report_on_runs_without_allure_results_builds_the_dr_report_and_
     assert (tmp_path / "out" / "dr-test-report.html").is_file()
     assert "keep no Allure results" in captured.err and not (tmp_path / "out" / "allure-report.html").exists()
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 254
+
+
+def failover_with_samples(tmp_path, name, replayed_before_fault_s):
+    """make_run's lossy run (payments every 0.1 s, the last 1 s before the fault lost) with replication
+    samples: the DR replayed commits up to ``replayed_before_fault_s`` before the fault, promoted 8 s after;
+    and a measured WAN RTT in drill.json."""
+    from drdrill.history import HistoryWriter
+    from tests.histories import replication
+
+    run = make_run(tmp_path, name, lose=True)
+    fault_at = T0 + 30
+    with HistoryWriter(run.history_path) as writer:
+        for op in replication(T0, T0 + 45, [T0 + i * 0.1 for i in range(600)], fault_at - replayed_before_fault_s,
+                              promoted_s=fault_at + 8, primary_until_s=fault_at):
+            writer.append(op)
+    run.update_meta(network={"rtt_ms": {"wan": 70.3}})
+    return run
+
+
+def png_height(path) -> int:
+    return int.from_bytes(path.read_bytes()[20:24], "big")
+
+
+def test_a_lossy_failover_gets_a_data_loss_section_with_both_measurements(tmp_path):
+    import json
+
+    from drdrill.checkers import CheckResult
+    from drdrill.config import default_config
+    from drdrill.report.allure_results import evidence_tables
+
+    run = failover_with_samples(tmp_path, "region failover at rate", replayed_before_fault_s=1.05)
+    paths = build_report([run.path], tmp_path / "report")
+    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert "#### Data loss: financial data" in md and "<h4>Data loss: financial data</h4>" in page
+    assert "10 of 600 acknowledged financial writes were lost; verdict VALID" in md
+    assert re.search(r"\| lost writes, by key range \| \S+-payments-1-00000290\.\.00000299 \|", md)
+    assert "| loss window, from what users were told (t_fault − first lost acknowledgement) | 1.00 s |" in md
+    assert "| loss window, from the database (t_fault − the DR's last replayed commit) | 1.10 s |" in md
+    assert "| the two measurements agree | yes: +0.103 s apart, tolerance 0.200 s" in md
+    assert "| WAN round trip (measured) | 70.3 ms |" in md and "| objective (< 300 s (5.0 min)) | met |" in md
+    assert "Where the window comes from: at the fault the DR replica was" in md and "70.3 ms" in md
+    assert "Finding" not in md
+    # the timeline gets the DR lag panel below what users saw
+    assert png_height(tmp_path / "report" / "timeline-01.png") > png_height(
+        plot_timeline(History.from_ops([]), run.config(), None, tmp_path / "plain.png"))
+    # re-judging offline gives the same figures (drdrill check)
+    assert main(["check", str(run.path)]) == 0
+    rpo = CheckResult.from_dict(json.loads(run.results_path.read_text())).find("rpo:financial")
+    assert rpo.metrics["db_loss_window_s"] == pytest.approx(1.1) and rpo.metrics["wan_rtt_ms"] == 70.3
+    table = evidence_tables(rpo, default_config())["loss, two measurements"]
+    assert "financial,1.00,1.10,0.10,0.20,yes," in table
+
+
+def test_a_disagreement_is_a_finding_in_the_report_and_its_issues(tmp_path):
+    from drdrill.config import default_config
+    from drdrill.report.allure_results import evidence_tables
+
+    run = failover_with_samples(tmp_path, "lying", replayed_before_fault_s=5.05)
+    md = build_report([run.path], tmp_path / "report")["markdown"].read_text()
+    assert "| the two measurements agree | NO: +4.103 s apart" in md
+    assert "**Finding:** The two loss measurements disagree" in md
+    assert "**rpo:financial: the two loss measurements disagree** (finding)" in md
+    assert "harness" in md and "lying" in md
+    table = evidence_tables(run.check().find("rpo:financial"), default_config())["loss, two measurements"]
+    assert ",NO," in table and "disagree" in table
