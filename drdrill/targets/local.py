@@ -36,15 +36,14 @@ class LocalTarget(TargetBase):
                  replication_interval_s: float | None = None) -> None:
         self.keep = keep
         self.state_file = state_file
-        if replication_interval_s is None:
-            from drdrill.mirror.replication import DEFAULT_INTERVAL_S
-
-            text = os.environ.get(REPLICATION_INTERVAL_ENV, "")
+        text = os.environ.get(REPLICATION_INTERVAL_ENV, "")
+        if replication_interval_s is None and text:
             try:
-                replication_interval_s = float(text) if text else DEFAULT_INTERVAL_S
+                replication_interval_s = float(text)
             except ValueError:
                 raise TargetError(f"${REPLICATION_INTERVAL_ENV}={text!r} is not a number of seconds; "
                                   "give e.g. 0.1 (0 samples nothing)") from None
+        # None: drdrill.mirror.replication's default (resolved when sampling starts: no psycopg import here)
         self.replication_interval_s = replication_interval_s
         self.state: Any = None
         self._started_here = False
@@ -189,12 +188,13 @@ class LocalTarget(TargetBase):
             yield None
             return
         self._note_network(note)
-        if self.replication_interval_s <= 0 or self.state.dr_region is None:
+        from drdrill.mirror.replication import DEFAULT_INTERVAL_S, ReplicationSampler
+
+        interval_s = DEFAULT_INTERVAL_S if self.replication_interval_s is None else self.replication_interval_s
+        if interval_s <= 0 or self.state.dr_region is None:
             yield None
             return
-        from drdrill.mirror.replication import ReplicationSampler
-
-        sampler = ReplicationSampler(self.state, writer, self.replication_interval_s).start()
+        sampler = ReplicationSampler(self.state, writer, interval_s).start()
         try:
             yield sampler
         finally:
