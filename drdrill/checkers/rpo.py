@@ -32,7 +32,12 @@ evidence resolution (``rpo_resolution_s``)
     ``t_fault - latest ack_s before it``: a loss shorter than this gap could not have been seen. When
     it is not below the objective the verdict is UNKNOWN (traffic too thin to prove the RPO).
 
-Verdicts: UNKNOWN without a final read, without a fault, or with too little write traffic;
+database's view (``db_loss_window_s``, ``db_agrees``, the finding...)
+    The same loss from the platform's replication samples, beside the users' figures in the same
+    result: see :mod:`drdrill.checkers.db_loss`.
+
+Verdicts: UNKNOWN without a final read, without a fault, or with too little write traffic, or when
+the users' and the database's loss windows disagree on opposite sides of the objective;
 INVALID for unexpected, failed-but-present or split-brain writes, or a data loss window not below the
 objective; VALID otherwise.
 """
@@ -93,14 +98,12 @@ def data_class_rpo(
     objective_s: float,
     applied_s: float | None = None,
     wan_rtt_ms: float | None = None,
-    platform: tuple[Mapping[str, Any], ...] | None = None,
 ) -> CheckResult:
     """Measure the data loss of one data class (see the module docstring), with the database's own
     view beside it (:mod:`drdrill.checkers.db_loss`) once a fault ran and the final read was taken.
 
     ``applied_s``: when the fault was in effect (the first fault action completed); default ``fault_s``.
-    ``wan_rtt_ms``: the WAN's measured round trip (for the explanation). ``platform``: the platform
-    ops to read the database's view from; default the history's.
+    ``wan_rtt_ms``: the WAN's measured round trip (for the explanation).
     """
     name = f"rpo:{data_class}"
     metrics: dict[str, Any] = {"objective_s": objective_s, "services": services, "fault_s": fault_s}
@@ -205,9 +208,7 @@ def data_class_rpo(
 
     result = _users_verdict(name, metrics, evidence, problems, lost_before_keys.size, int(ack_ids.size),
                             acked_before.size, lost_ack_s[before], data_class, fault_s, window_s, objective_s)
-    if platform is None:
-        platform = history.platform
-    view = database_view(tuple(platform), fault_s, ack_s, window_s, int(lost_before_keys.size), objective_s,
+    view = database_view(history.platform, fault_s, ack_s, window_s, int(lost_before_keys.size), objective_s,
                          data_class, wan_rtt_ms)
     result.metrics.update(view.metrics)
     result.evidence.update(view.evidence)
