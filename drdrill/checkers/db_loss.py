@@ -16,7 +16,10 @@ DB recovery point (``db_last_replay_s``)
     commit time of the last transaction the DR replayed; after the fault it stops advancing). When
     no such sample exists, the promoted sample's (PostgreSQL keeps it static after recovery).
 DB loss window (``db_loss_window_s``)
-    ``t_fault - db_last_replay_s``: how far back the database says the loss reaches.
+    ``t_fault - db_last_replay_s``, never negative: how far back before the fault the database says
+    the loss reaches. A fault takes time to take effect (isolating a region takes about a second),
+    so the DR may have replayed commits made after t_fault; then nothing before the fault was lost
+    by its account (window 0) and ``db_replayed_after_fault_s`` says how far past t_fault it got.
 lag at the fault (``db_lag_bytes_at_fault``, ``db_replay_lag_s_at_fault``)
     The primary's ``current_lsn`` of its last sample at or before t_fault minus the DR's
     ``replay_lsn`` of its last sample at or before t_fault; and the primary's ``replay_lag_s`` (the
@@ -28,7 +31,9 @@ write interval (``write_interval_s``) and write rate (``write_rate_per_s``)
     The median gap between consecutive acknowledgements of the data class's writes, and their
     number per second, in the 10 s before t_fault.
 agreement (``db_agrees``)
-    ``|db_loss_window_s - data_loss_window_s| <= tolerance_s``, ``tolerance_s`` = sampling period +
+    ``|db_difference_s| <= tolerance_s`` where ``db_difference_s = db_loss_window_s -
+    max(0, data_loss_window_s)`` (both counted back from t_fault, neither negative: a users' loss
+    that begins while the fault was taking effect has window 0 too), ``tolerance_s`` = sampling period +
     write interval: the database's recovery point is a commit, the users' the acknowledgement of
     the first lost write, and one write interval separates them at most; the sampling period bounds
     how stale the database's last word can be. A disagreement is a *finding*: either the harness
@@ -110,7 +115,8 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
     dr = replication_samples(platform_ops, "dr")
     primary = replication_samples(platform_ops, "primary")
     m["db_samples"] = {"dr": len(dr), "primary": len(primary)}
-    keys = ("db_loss_window_s", "db_last_replay_s", "db_promoted_s", "db_lag_bytes_at_fault",
+    keys = ("db_loss_window_s", "db_last_replay_s", "db_replayed_after_fault_s", "db_promoted_s",
+            "db_lag_bytes_at_fault",
             "db_replay_lag_s_at_fault", "db_sample_period_s", "tolerance_s", "db_difference_s", "db_agrees")
     m.update(dict.fromkeys(keys))
     if not dr:
@@ -149,9 +155,15 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
         return view
     view.evidence["db_final_sample"] = dict(final)
     m["db_last_replay_s"] = float(final["last_replay_s"])
-    db_window_s = fault_s - m["db_last_replay_s"]
+    db_window_s = max(0.0, fault_s - m["db_last_replay_s"])
     m["db_loss_window_s"] = db_window_s
+    m["db_replayed_after_fault_s"] = max(0.0, m["db_last_replay_s"] - fault_s)
     _explain_window(view, lost_count, users_window_s, data_class)
+    if m["db_replayed_after_fault_s"] > 0:
+        view.explanation.append(
+            f"The DR replica replayed commits made up to {m['db_replayed_after_fault_s']:.3f} s after the "
+            "fault began (it took that long to cut replication): by the database's account nothing "
+            "committed before the fault was lost.")
 
     if m["write_interval_s"] is None or m["db_sample_period_s"] is None:
         view.explanation.append(
@@ -159,6 +171,7 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
             "before the fault to say whether that agrees with what users saw.")
         return view
     tolerance_s = m["db_sample_period_s"] + m["write_interval_s"]
+    users_window_s = max(0.0, users_window_s)
     difference_s = db_window_s - users_window_s
     m["tolerance_s"] = tolerance_s
     m["db_difference_s"] = difference_s
