@@ -16,10 +16,10 @@ DB recovery point (``db_last_replay_s``)
     commit time of the last transaction the DR replayed; after the fault it stops advancing). When
     no such sample exists, the promoted sample's (PostgreSQL keeps it static after recovery).
 DB loss window (``db_loss_window_s``)
-    ``t_fault - db_last_replay_s``, never negative: how far back before the fault the database says
-    the loss reaches. A fault takes time to take effect (isolating a region takes about a second),
-    so the DR may have replayed commits made after t_fault; then nothing before the fault was lost
-    by its account (window 0) and ``db_replayed_after_fault_s`` says how far past t_fault it got.
+    ``t_fault - db_last_replay_s``: how far back the database says the loss reaches. Negative, like
+    the users' window, when the DR replayed commits made after t_fault: a fault takes time to take
+    effect (isolating a region on the mirror cut replication 0.34 s after t_fault);
+    ``db_replayed_after_fault_s`` then says how far past t_fault it got.
 lag at the fault (``db_lag_bytes_at_fault``, ``db_replay_lag_s_at_fault``)
     The primary's ``current_lsn`` of its last sample at or before t_fault minus the DR's
     ``replay_lsn`` of its last sample at or before t_fault; and the primary's ``replay_lag_s`` (the
@@ -31,9 +31,11 @@ write interval (``write_interval_s``) and write rate (``write_rate_per_s``)
     The median gap between consecutive acknowledgements of the data class's writes, and their
     number per second, in the 10 s before t_fault.
 agreement (``db_agrees``)
-    ``|db_difference_s| <= tolerance_s`` where ``db_difference_s = db_loss_window_s -
-    max(0, data_loss_window_s)`` (both counted back from t_fault, neither negative: a users' loss
-    that begins while the fault was taking effect has window 0 too), ``tolerance_s`` = sampling period +
+    ``|db_difference_s| <= tolerance_s``. With a loss, ``db_difference_s = db_loss_window_s -
+    data_loss_window_s``: the users' first lost acknowledgement minus the database's last replayed
+    commit (t_fault cancels out, so a fault slow to take effect changes nothing). Without one,
+    ``max(0, db_loss_window_s)``: the loss the database claims before the fault where users saw
+    none. ``tolerance_s`` = sampling period +
     write interval: the database's recovery point is a commit, the users' the acknowledgement of
     the first lost write, and one write interval separates them at most; the sampling period bounds
     how stale the database's last word can be. A disagreement is a *finding*: either the harness
@@ -155,37 +157,38 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
         return view
     view.evidence["db_final_sample"] = dict(final)
     m["db_last_replay_s"] = float(final["last_replay_s"])
-    db_window_s = max(0.0, fault_s - m["db_last_replay_s"])
+    db_window_s = fault_s - m["db_last_replay_s"]
     m["db_loss_window_s"] = db_window_s
-    m["db_replayed_after_fault_s"] = max(0.0, m["db_last_replay_s"] - fault_s)
+    m["db_replayed_after_fault_s"] = max(0.0, -db_window_s)
     _explain_window(view, lost_count, users_window_s, data_class)
-    if m["db_replayed_after_fault_s"] > 0:
+    if db_window_s < 0:
         view.explanation.append(
-            f"The DR replica replayed commits made up to {m['db_replayed_after_fault_s']:.3f} s after the "
-            "fault began (it took that long to cut replication): by the database's account nothing "
-            "committed before the fault was lost.")
+            f"The DR replica replayed commits made up to {-db_window_s:.3f} s after the fault began (the "
+            "fault took that long to cut replication).")
 
     if m["write_interval_s"] is None or m["db_sample_period_s"] is None:
         view.explanation.append(
-            f"The database says the loss reaches {db_window_s:.3f} s back; too few writes or samples "
-            "before the fault to say whether that agrees with what users saw.")
+            f"The database's last replayed commit was {_from_fault(db_window_s)}; too few writes or "
+            "samples before the fault to say whether that agrees with what users saw.")
         return view
     tolerance_s = m["db_sample_period_s"] + m["write_interval_s"]
-    users_window_s = max(0.0, users_window_s)
-    difference_s = db_window_s - users_window_s
+    # with a loss: the first lost acknowledgement minus the last replayed commit (t_fault cancels out);
+    # without: how far before the fault the database claims a loss users did not see
+    difference_s = db_window_s - users_window_s if lost_count else max(0.0, db_window_s)
     m["tolerance_s"] = tolerance_s
     m["db_difference_s"] = difference_s
     m["db_agrees"] = bool(abs(difference_s) <= tolerance_s)
+    users = (f"the users' first lost write was acknowledged {_from_fault(users_window_s)}" if lost_count
+             else "users lost no acknowledged write")
     if m["db_agrees"]:
         view.explanation.append(
-            f"The database agrees: its DR replica had replayed commits up to {db_window_s:.3f} s before "
-            f"the fault, the users' loss window is {users_window_s:.3f} s (difference {difference_s:+.3f} s, "
-            f"within the sampling period plus one write interval, {tolerance_s:.3f} s).")
+            f"The database agrees: its DR replica's last replayed commit was {_from_fault(db_window_s)}, "
+            f"{users} (difference {difference_s:+.3f} s, within the sampling period plus one write "
+            f"interval, {tolerance_s:.3f} s).")
         return view
     view.finding = (
-        f"The two loss measurements disagree: users' acknowledged {data_class} writes were lost back to "
-        f"{users_window_s:.3f} s before the fault, but the DR database reports its last replayed commit "
-        f"{db_window_s:.3f} s before it — a difference of {difference_s:+.3f} s, more than the sampling "
+        f"The two loss measurements disagree: {users}, but the DR database reports its last replayed "
+        f"commit {_from_fault(db_window_s)} — a difference of {difference_s:+.3f} s, more than the sampling "
         f"period ({m['db_sample_period_s']:.3f} s) plus one write interval ({m['write_interval_s']:.3f} s) "
         "allow. Either the harness (its acknowledgement times, final read or clock) or the platform (its "
         "reported replay position) is lying.")
@@ -193,6 +196,11 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
     view.evidence["finding"] = view.finding
     view.explanation.append(view.finding)
     return view
+
+
+def _from_fault(window_s: float) -> str:
+    """A signed window as words: ``0.500 s before the fault`` / ``0.340 s after the fault began``."""
+    return f"{window_s:.3f} s before the fault" if window_s >= 0 else f"{-window_s:.3f} s after the fault began"
 
 
 def _explain_window(view: DatabaseView, lost_count: int, users_window_s: float, data_class: str) -> None:
