@@ -10,7 +10,8 @@ leader, the DR's to its standby leader).
 One thread and one persistent connection per side, so the primary dying (a region loss) never
 delays the DR's samples. A side that stops answering is written once as ``replication.unreachable``
 (with the error) and reconnected with exponential backoff (0.1 s doubling to 2 s) until the
-sampler stops. Nothing here raises into the drill: a sampler that cannot reach a side only leaves
+sampler stops; each reconnection reads the state file afresh, because undoing an isolation
+publishes the reconnected containers' ports anew (:func:`drdrill.mirror.faults.undo`). Nothing here raises into the drill: a sampler that cannot reach a side only leaves
 fewer samples (the RPO checker then says the database's view is absent or thin).
 
 Its own cost is measured (:meth:`ReplicationSampler.stats`): samples per second achieved against
@@ -156,7 +157,7 @@ class ReplicationSampler:
         try:
             while not self._stop.is_set():
                 if conn is None:
-                    conn = connecting(self.state.connect, region, timeout_s=TIMEOUT_S)
+                    conn = connecting(self._connect, region)
                     if conn is None:
                         return
                 sent_s = time.time()
@@ -180,6 +181,21 @@ class ReplicationSampler:
         finally:
             if conn is not None:
                 conn.close()
+
+
+    def _connect(self, region: str) -> psycopg.Connection:
+        """A connection to ``region``'s ALB SQL port as the state file publishes it now."""
+        state = self.state
+        path = getattr(state, "path", None)
+        if path is not None:
+            from drdrill.errors import TargetError
+            from drdrill.mirror.state import load_state
+
+            try:
+                state = load_state(path)
+            except TargetError:
+                state = self.state
+        return state.connect(region, timeout_s=TIMEOUT_S)
 
 
 def _op(side: str, region: str, row: Any, sent_s: float, done_s: float) -> dict[str, Any]:

@@ -95,3 +95,16 @@ def test_a_dead_primary_is_written_once_and_never_delays_the_dr_nor_raises(tmp_p
     # backoff: 0.1, 0.2, 0.4 s... so a handful of reconnects in a second, not one per 50 ms
     assert 2 <= state.connects.count("primary") <= 7
     assert stop_s < 1.0
+
+
+def test_a_reconnection_reads_the_state_file_afresh(tmp_path, monkeypatch):
+    # undoing an isolation publishes new ports: the state the sampler started with refuses, the file's answers
+    import drdrill.mirror.state
+
+    stale = State(broken={"primary"})
+    stale.path = tmp_path / "state.json"
+    fresh = State()
+    monkeypatch.setattr(drdrill.mirror.state, "load_state", lambda path: fresh)
+    ops, stats, _ = sample(tmp_path, stale, seconds=0.4)
+    assert stats["primary"]["samples"] >= 5 and stale.connects == []
+    assert fresh.connects.count("primary") == 1
