@@ -9,7 +9,9 @@ file, and taken down at the end if it was brought up here)::
 Each trial is one drill of the shipped experiment ``cross-region-failover`` (the DR runbook; its
 rollback fails back) at a payment rate, with the replication sampler on (every 0.1 s). Per trial:
 the users' loss window (``data_loss_window_s``), the database's (``db_loss_window_s``: t_fault − the
-DR's last replayed commit), |difference| against the goal (≤ 0.1 s) and the checker's tolerance
+DR's last replayed commit), |difference| (the checker's ``db_difference_s``: the first lost
+acknowledgement − the last replayed commit; without a loss, the loss the database claims before the
+fault) against the goal (≤ 0.1 s) and the checker's tolerance
 (sampling period + one write interval), the lost payments against rate × window, the DR lag at the
 fault (bytes) and the WAN RTT (when the mirror measures it).
 
@@ -63,7 +65,7 @@ def trial(target: LocalTarget, rate_per_s: float, index: int) -> dict[str, Any]:
     sampler = run.meta().get("replication_sampler") or {}
     return {
         "run": str(run.path), "rate_per_s": rate_per_s, "users_window_s": users_s, "db_window_s": db_s,
-        "difference_s": None if users_s is None or db_s is None else abs(db_s - users_s),
+        "difference_s": None if m.get("db_difference_s") is None else abs(m["db_difference_s"]),
         "tolerance_s": m.get("tolerance_s"), "agree": agree, "lost": m.get("lost_count"),
         "rate_x_window": (m.get("write_rate_per_s") or 0) * (users_s or 0),
         "measured_rate_per_s": m.get("write_rate_per_s"), "lag_bytes_at_fault": m.get("db_lag_bytes_at_fault"),
