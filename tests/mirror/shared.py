@@ -133,3 +133,17 @@ def payments_on_every_member(state, region: str, keys: set[str], timeout_s: floa
     wait_until(agree, timeout_s=timeout_s, interval_s=0.5, what=f"{region}'s members agreeing",
                errors=(OSError, psycopg.Error))
     return seen
+
+
+def loss_two_ways(result, data_class: str = "financial") -> tuple[float, float, bool]:
+    """(the users' loss window s, the database's s, whether they agree) of a drill's ``rpo:<data_class>``
+    result (:func:`drdrill.checkers.db_loss.loss_figures`), asserting the database's side was measured:
+    replication samples were recorded and the DR database was promoted after the fault."""
+    from drdrill.checkers.db_loss import loss_figures
+
+    node = result.find(f"rpo:{data_class}")
+    users_s, db_s, agree = loss_figures(node)
+    assert db_s is not None and agree is not None, (
+        f"the database's view of the loss was not measured: {node.metrics.get('db_samples')} samples; "
+        f"{' '.join(node.explanation)}")
+    return users_s, db_s, agree
