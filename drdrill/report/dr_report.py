@@ -11,7 +11,7 @@ output directory, with the timeline plots:
 Contents: the overall verdict; the objectives; per scenario the objective against the measured
 value (critical and non-critical RTO, the failback's RTO, data loss per data class), the verdicts
 of its Then steps, the runbook's step timings, the timeline plot and, per data class that lost
-writes (or whose two loss measurements disagree), a *data loss* section: the lost writes by key
+writes (or whose loss the database's view measured: a region failover), a *data loss* section: the lost writes by key
 range, the loss window users saw against the database's own (its DR replica's lag at the moment of
 loss, :mod:`drdrill.checkers.db_loss`), judged against the objective, where the window comes from,
 and the finding when the two disagree; the issues found (every missed
@@ -141,14 +141,22 @@ def _bytes(value: Any) -> str:
     return f"{value} bytes" if value < 10_240 else f"{value / 1024:.0f} KiB ({value} bytes)"
 
 
+def _signed_window(value: Any) -> str:
+    """A loss window; a negative one (the loss began after t_fault, while the fault took effect) in words."""
+    if value is None or float(value) >= 0:
+        return _seconds(value)
+    return f"{_seconds(-float(value))} after the fault began (while it took effect)"
+
+
 def _loss(result: CheckResult, data_class: str) -> Loss | None:
-    """The data loss section of ``data_class`` when it lost writes or its two measurements disagree."""
+    """The data loss section of ``data_class`` when it lost writes, or the database's view of a
+    failover was measured (its DR database was promoted while sampled)."""
     node = _find(result, f"rpo:{data_class}")
     if node is None:
         return None
     m, e = node.metrics, node.evidence
     finding = e.get("finding")
-    if not m.get("lost_count") and not finding:
+    if not m.get("lost_count") and not finding and m.get("db_agrees") is None:
         return None
     objective_s = m.get("objective_s")
     window_s = m.get("data_loss_window_s")
@@ -159,9 +167,9 @@ def _loss(result: CheckResult, data_class: str) -> Loss | None:
     ranges = e.get("lost_keys") or []
     rows = [("lost writes, by key range", "; ".join(str(r) for r in ranges) or "none"),
             ("loss window, from what users were told (t_fault − first lost acknowledgement)",
-             _seconds(window_s)),
+             _signed_window(window_s)),
             ("loss window, from the database (t_fault − the DR's last replayed commit)",
-             _seconds(m.get("db_loss_window_s")) if m.get("db_loss_window_s") is not None
+             _signed_window(m.get("db_loss_window_s")) if m.get("db_loss_window_s") is not None
              else "not measured (no replication samples, or no DR promotion)")]
     if m.get("db_lag_bytes_at_fault") is not None or m.get("db_replay_lag_s_at_fault") is not None:
         lag = _bytes(m.get("db_lag_bytes_at_fault")) + " of WAL"
@@ -180,7 +188,8 @@ def _loss(result: CheckResult, data_class: str) -> Loss | None:
     rows.append((f"objective (< {_seconds(objective_s)})", "met" if met else "NOT met"))
     sentences = [x for x in node.explanation if x.startswith(("Where the window comes from",
                                                               "The database's own view is absent",
-                                                              "The DR database was"))]  # fmt: skip
+                                                              "The DR database was",
+                                                              "The DR replica replayed"))]  # fmt: skip
     return Loss(data_class, summary, rows, sentences, finding)
 
 

@@ -94,14 +94,14 @@ def test_drdrill_report_on_runs_without_allure_results_builds_the_dr_report_and_
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 254
 
 
-def failover_with_samples(tmp_path, name, replayed_before_fault_s):
+def failover_with_samples(tmp_path, name, replayed_before_fault_s, lose=True):
     """make_run's lossy run (payments every 0.1 s, the last 1 s before the fault lost) with replication
     samples: the DR replayed commits up to ``replayed_before_fault_s`` before the fault, promoted 8 s after;
     and a measured WAN RTT in drill.json."""
     from drdrill.history import HistoryWriter
     from tests.histories import replication
 
-    run = make_run(tmp_path, name, lose=True)
+    run = make_run(tmp_path, name, lose=lose)
     fault_at = T0 + 30
     with HistoryWriter(run.history_path) as writer:
         for op in replication(T0, T0 + 45, [T0 + i * 0.1 for i in range(600)], fault_at - replayed_before_fault_s,
@@ -157,3 +157,14 @@ def test_a_disagreement_is_a_finding_in_the_report_and_its_issues(tmp_path):
     assert "harness" in md and "lying" in md
     table = evidence_tables(run.check().find("rpo:financial"), default_config())["loss, two measurements"]
     assert ",NO," in table and "disagree" in table
+
+
+def test_a_failover_without_loss_shows_the_database_confirming_it(tmp_path):
+    run = failover_with_samples(tmp_path, "clean failover", replayed_before_fault_s=-0.5, lose=False)
+    md = build_report([run.path], tmp_path / "report")["markdown"].read_text()
+    assert "0 of 600 acknowledged financial writes were lost; verdict VALID" in md
+    assert "| lost writes, by key range | none |" in md
+    assert ("| loss window, from the database (t_fault − the DR's last replayed commit) | 0.50 s after the "
+            "fault began (while it took effect) |") in md
+    assert "| the two measurements agree | yes: +0.000 s apart" in md
+    assert "replayed commits made up to 0.500 s after the fault began" in md
