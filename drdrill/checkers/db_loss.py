@@ -16,10 +16,11 @@ DB recovery point (``db_last_replay_s``)
     commit time of the last transaction the DR replayed; after the fault it stops advancing). When
     no such sample exists, the promoted sample's (PostgreSQL keeps it static after recovery).
 DB loss window (``db_loss_window_s``)
-    ``t_fault - db_last_replay_s``: how far back the database says the loss reaches. Negative, like
-    the users' window, when the DR replayed commits made after t_fault: a fault takes time to take
-    effect (isolating a region on the mirror cut replication 0.34 s after t_fault);
-    ``db_replayed_after_fault_s`` then says how far past t_fault it got.
+    ``loss point - db_last_replay_s`` (the users' loss point, :mod:`drdrill.checkers.rpo`: t_fault or
+    the last lost acknowledgement when later): how far back the database says the loss reaches,
+    counted from the same moment as the users' window. A fault takes time to take effect (isolating a
+    region on the mirror cut replication 0.34 s after t_fault); ``db_replayed_after_fault_s`` says how
+    far past t_fault the DR replica got.
 lag at the fault (``db_lag_bytes_at_fault``, ``db_replay_lag_s_at_fault``)
     The primary's ``current_lsn`` of its last sample at or before t_fault minus the DR's
     ``replay_lsn`` of its last sample at or before t_fault; and the primary's ``replay_lag_s`` (the
@@ -98,12 +99,14 @@ def _median_gap(times: np.ndarray) -> float | None:
 
 def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, ack_s: np.ndarray,
                   users_window_s: float, lost_count: int, objective_s: float, data_class: str,
-                  wan_rtt_ms: float | None = None) -> DatabaseView:  # fmt: skip
+                  wan_rtt_ms: float | None = None, loss_point_s: float | None = None) -> DatabaseView:  # fmt: skip
     """The DB side of one data class's loss after the fault at ``fault_s`` (see the module docstring).
 
     ``ack_s``: acknowledgement times of the class's acknowledged writes; ``users_window_s`` and
-    ``lost_count``: the users' figures (the RPO checker's ``data_loss_window_s`` and ``lost_count``).
+    ``lost_count``: the users' figures (the RPO checker's ``data_loss_window_s`` and ``lost_count``);
+    ``loss_point_s``: the moment of loss both windows count back from (default ``fault_s``).
     """
+    reference_s = fault_s if loss_point_s is None else loss_point_s
     view = DatabaseView()
     m = view.metrics
     near = ack_s[(ack_s <= fault_s) & (ack_s > fault_s - NEAR_FAULT_S)]
@@ -157,14 +160,14 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
         return view
     view.evidence["db_final_sample"] = dict(final)
     m["db_last_replay_s"] = float(final["last_replay_s"])
-    db_window_s = fault_s - m["db_last_replay_s"]
+    db_window_s = reference_s - m["db_last_replay_s"]
     m["db_loss_window_s"] = db_window_s
-    m["db_replayed_after_fault_s"] = max(0.0, -db_window_s)
+    m["db_replayed_after_fault_s"] = max(0.0, m["db_last_replay_s"] - fault_s)
     _explain_window(view, lost_count, users_window_s, data_class)
-    if db_window_s < 0:
+    if m["db_replayed_after_fault_s"] > 0:
         view.explanation.append(
-            f"The DR replica replayed commits made up to {-db_window_s:.3f} s after the fault began (the "
-            "fault took that long to cut replication).")
+            f"The DR replica replayed commits made up to {m['db_replayed_after_fault_s']:.3f} s after the "
+            "fault began (the fault took that long to cut replication).")
 
     if m["write_interval_s"] is None or m["db_sample_period_s"] is None:
         view.explanation.append(
@@ -199,8 +202,9 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
 
 
 def _from_fault(window_s: float) -> str:
-    """A signed window as words: ``0.500 s before the fault`` / ``0.340 s after the fault began``."""
-    return f"{window_s:.3f} s before the fault" if window_s >= 0 else f"{-window_s:.3f} s after the fault began"
+    """A signed window as words: ``0.500 s before the moment of loss`` / ``0.340 s after it``."""
+    return (f"{window_s:.3f} s before the moment of loss" if window_s >= 0
+            else f"{-window_s:.3f} s after the moment of loss")
 
 
 def _explain_window(view: DatabaseView, lost_count: int, users_window_s: float, data_class: str) -> None:

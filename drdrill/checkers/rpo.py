@@ -26,8 +26,11 @@ lost after the fault
     split brain, the old primary kept acknowledging writes that the promoted one never got.
     INVALID, reported apart.
 data loss window (``data_loss_window_s``)
-    ``t_fault - earliest ack_s among lost writes acknowledged before it``; 0 when none was lost. This is
-    the measured RPO: how far back in time the loss reaches.
+    ``loss point - earliest ack_s among the lost writes`` (split-brain ones apart); 0 when none was
+    lost. The *loss point* (``loss_point_s``) is t_fault, or the last lost acknowledgement when that
+    is later: writes acknowledged while the fault was still taking effect (isolating a region cuts
+    replication a fraction of a second after t_fault) were lost too. This is the measured RPO: how
+    far back in time the loss reaches.
 evidence resolution (``rpo_resolution_s``)
     ``t_fault - latest ack_s before it``: a loss shorter than this gap could not have been seen. When
     it is not below the objective the verdict is UNKNOWN (traffic too thin to prove the RPO).
@@ -199,17 +202,23 @@ def data_class_rpo(
             f"{data_class} write(s) missing."])
 
     acked_before = ack_s[ack_s <= fault_s]
+    # the moment of loss: t_fault, or later when writes acknowledged while the fault was still taking
+    # effect were lost too (isolating a region cuts replication a fraction of a second after t_fault)
+    loss_point_s = fault_s
     if lost_before_keys.size:
-        window_s = float(fault_s - lost_ack_s[before].min())
+        loss_point_s = max(fault_s, float(lost_ack_s[before].max()))
+        window_s = float(loss_point_s - lost_ack_s[before].min())
     else:
         window_s = 0.0
     metrics["data_loss_window_s"] = window_s
+    metrics["loss_point_s"] = loss_point_s
     metrics["rpo_resolution_s"] = float(fault_s - acked_before.max()) if acked_before.size else None
 
     result = _users_verdict(name, metrics, evidence, problems, lost_before_keys.size, int(ack_ids.size),
-                            acked_before.size, lost_ack_s[before], data_class, fault_s, window_s, objective_s)
+                            acked_before.size, lost_ack_s[before], data_class, fault_s, window_s, objective_s,
+                            loss_point_s)
     view = database_view(history.platform, fault_s, ack_s, window_s, int(lost_before_keys.size), objective_s,
-                         data_class, wan_rtt_ms)
+                         data_class, wan_rtt_ms, loss_point_s=loss_point_s)
     result.metrics.update(view.metrics)
     result.evidence.update(view.evidence)
     result.explanation.extend(view.explanation)
@@ -222,15 +231,23 @@ def data_class_rpo(
     return result
 
 
+def _loss_point_text(fault_s: float, loss_point_s: float) -> str:
+    if loss_point_s <= fault_s:
+        return f"the fault at {clock(fault_s)}"
+    return (f"the loss at {clock(loss_point_s)}, {loss_point_s - fault_s:.3f} s after the fault began (the "
+            "fault took that long to take effect)")
+
+
 def _users_verdict(name: str, metrics: dict[str, Any], evidence: dict[str, Any], problems: list[str],
                    lost_count: int, acked_count: int, acked_before_count: int, lost_ack_s: np.ndarray,
-                   data_class: str, fault_s: float, window_s: float, objective_s: float) -> CheckResult:
+                   data_class: str, fault_s: float, window_s: float, objective_s: float,
+                   loss_point_s: float) -> CheckResult:
     """The verdict from what users were told (see the module docstring)."""
     if problems:
         return CheckResult(name, Validity.INVALID, metrics, evidence, ["; ".join(problems) + "."])
     if lost_count:
         text = (f"{lost_count} of {acked_count} acknowledged {data_class} writes were lost: "
-                f"acknowledged from {clock(float(lost_ack_s.min()))} up to the fault at {clock(fault_s)}, "
+                f"acknowledged from {clock(float(lost_ack_s.min()))} up to {_loss_point_text(fault_s, loss_point_s)}, "
                 f"a data loss window of {window_s:.2f} s")
     else:
         text = (f"None of the {acked_count} acknowledged {data_class} writes was lost "

@@ -153,5 +153,9 @@ def test_a_loss_that_begins_while_the_fault_takes_effect_is_compared_without_t_f
                        {"present": {"payments": present}}).find("rpo:financial")
     users_s, db_s, agree = loss_figures(result)
     assert result.metrics["lost_count"] == 5  # acknowledged at +0.253 .. +0.453
-    assert users_s == pytest.approx(-0.253, abs=1e-6) and db_s == pytest.approx(-0.2, abs=1e-6)
+    # both windows count back from the moment of loss, the last lost acknowledgement (+0.453), not
+    # from t_fault: the users' loss spans 0.2 s, the database's reaches back to its commit at +0.2
+    assert result.metrics["loss_point_s"] == pytest.approx(FAULT + 0.453, abs=1e-6)
+    assert users_s == pytest.approx(0.2, abs=1e-6) and db_s == pytest.approx(0.253, abs=1e-6)
+    assert result.metrics["db_replayed_after_fault_s"] == pytest.approx(0.2, abs=1e-6)
     assert result.metrics["db_difference_s"] == pytest.approx(0.053, abs=1e-6) and agree is True
