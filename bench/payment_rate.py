@@ -86,7 +86,7 @@ def component(container: dict[str, Any]) -> str:
         key = container.get("key", "")
         return f"{region} {key.split('/')[-1].rsplit('-', 1)[0]}"
     if role == "postgres" and container.get("member"):
-        return f"{region} postgres {container['member']}"
+        return f"{region} postgres {container['member'].removeprefix(region + '-')}"
     return f"{region} {role}" if region != "global" else f"global {role}"
 
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
              r["error_pct"], r["p50_ms"], r["p99_ms"], r["cpu_pct"].get("machine (all cores)"),
              busiest(r["cpu_pct"]), r["sustained"]] for r in results]
     print(table(["asked/s", "writers", "achieved/s", "% of asked", "errors %", "p50 ms", "p99 ms",
-                 "machine CPU %", "busiest components (% of one core)", "sustained"], rows,
+                 "machine CPU % (2 cores: 200)", "busiest components (% of one core)", "sustained"], rows,
                 title=f"Payment rate through {described}, recorder on, {args.hold_s:g} s holds"))
     sustained = [r for r in results if r["sustained"]]
     if sustained:

@@ -131,3 +131,46 @@ def test_the_config_can_ask_for_a_payment_rate_and_names_the_valid_keys(tmp_path
             load_config(path)
         assert str(caught.value) == f"{path}: " + str(caught.value).split(": ", 1)[1]
         assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+class _Target:
+    name = "fake"
+    base_url = "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("asked, config_traffic, expected", [
+    ({"payments_per_s": 200.0}, {}, {"payments_per_s": 200.0, "ramp_s": 0.0, "payment_writers": 40}),
+    ({}, {"payments_per_s": 120, "ramp_s": 30}, {"payments_per_s": 120.0, "ramp_s": 30.0, "payment_writers": 24}),
+    ({"payments_per_s": 50.0, "ramp_s": 5.0}, {"payments_per_s": 120}, {"payments_per_s": 50.0, "ramp_s": 5.0}),
+    ({}, {}, {}),
+])
+def test_the_drill_records_the_asked_rate_its_step_or_else_the_configs(tmp_path, monkeypatch, asked,
+                                                                      config_traffic, expected):
+    from drdrill.config import config_from_dict
+    from drdrill.drill import Drill
+    from drdrill.run import RunDir
+
+    monkeypatch.setattr(TrafficRun, "start", lambda self: self)
+    monkeypatch.setattr(TrafficRun, "wait_until_flowing", lambda self, **kw: None)
+    config = config_from_dict({"traffic": config_traffic} if config_traffic else {}, "drdrill.yaml")
+    drill = Drill(_Target(), config, RunDir.create(tmp_path / "runs", "rate", config), experiment_dirs=[])
+    drill.start_traffic(10, rate_per_user=2.0, baseline_s=0, **asked)
+    traffic = drill.run.meta()["traffic"]
+    assert traffic["users"] == 10 and traffic["rate_per_user"] == 2.0
+    assert {k: traffic[k] for k in expected} == expected
+    assert ("payments_per_s" in traffic) == bool(expected)
+    assert ("--drdrill-payments-per-s" in drill.traffic.command()) == bool(expected)
+
+
+def test_a_bad_rate_fails_the_drill_before_traffic_starts(tmp_path, monkeypatch):
+    from drdrill.config import default_config
+    from drdrill.drill import Drill
+    from drdrill.run import RunDir
+
+    started = []
+    monkeypatch.setattr(TrafficRun, "start", lambda self: started.append(self))
+    drill = Drill(_Target(), default_config(), RunDir.create(tmp_path / "runs", "bad", default_config()),
+                  experiment_dirs=[])
+    with pytest.raises(TrafficError, match="got -3"):
+        drill.start_traffic(10, payments_per_s=-3, baseline_s=0)
+    assert not started
