@@ -61,7 +61,7 @@ MAX_ERROR_PCT = 1.0
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its reaped children... of one running process."""
+    """User + system CPU seconds of one running process (all its threads)."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
@@ -78,16 +78,32 @@ def machine_busy_s() -> tuple[float, int]:
     return (sum(values[:8]) - idle) / TICK, os.cpu_count() or 1
 
 
+ROLE_NAMES = {"alb": "alb (haproxy)", "dns": "entry (haproxy)"}
+ENGINE_COMMANDS = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy")
+
+
 def component(container: dict[str, Any]) -> str:
-    """A container's component name: ``primary payments``, ``primary postgres pg-a``, ``global``."""
+    """A container's component name: ``primary payments``, ``primary postgres pg-a``, ``global entry (haproxy)``."""
     region = container.get("region") or "global"
-    role = container.get("role") or "?"
+    role = ROLE_NAMES.get(container.get("role") or "?", container.get("role") or "?")
     if role == "service":
         key = container.get("key", "")
         return f"{region} {key.split('/')[-1].rsplit('-', 1)[0]}"
     if role == "postgres" and container.get("member"):
         return f"{region} postgres {container['member'].removeprefix(region + '-')}"
-    return f"{region} {role}" if region != "global" else f"global {role}"
+    return f"{region} {role}"
+
+
+def engine_cpu_s() -> float:
+    """CPU seconds so far of the Docker engine's host processes (dockerd, containerd, shims, docker-proxy)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "comm").read_text().strip() in ENGINE_COMMANDS:
+                total += process_cpu_s(int(proc.name))
+    return total
 
 
 class CpuMeter:
@@ -106,6 +122,7 @@ class CpuMeter:
                 out[component(c)] += int((CGROUP_CPU / c["id"] / "cpuacct.usage").read_text()) / 1e9
         if self.locust_pid:
             out["locust (load generator)"] = process_cpu_s(self.locust_pid)
+        out["docker engine (dockerd, shims, proxies)"] = engine_cpu_s()
         out["machine (all cores)"] = machine_busy_s()[0]
         return out
 
@@ -225,8 +242,8 @@ def busiest(cpu: dict[str, float], count: int = 3) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=parse_floats, default=[50.0, 100.0, 200.0, 300.0, 400.0],
-                        help="payments per second to ask, in increasing order (default 50,100,200,300,400)")
+    parser.add_argument("--rates", type=parse_floats, default=[100.0, 200.0, 300.0, 400.0, 500.0, 600.0],
+                        help="payments per second to ask, in increasing order (default 100,200,...,600)")
     parser.add_argument("--hold-s", type=float, default=60.0, help="measured hold per rate (default 60)")
     parser.add_argument("--ramp-s", type=float, default=5.0, help="ramp before the hold (default 5)")
     parser.add_argument("--settle-s", type=float, default=5.0,
