@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, create_model
+from pydantic import Field, PlainValidator, create_model
 
 from drdrill.catalog import CATALOG, DATA_CLASSES, TIERS
 from drdrill.errors import ConfigError
@@ -208,10 +208,14 @@ class _RecoverySchema(Schema):
     min_ops: Annotated[int, integer(1)] = RecoveryWindow.min_ops
 
 
+_payment_rate = seconds(lambda v: 0 < v <= MAX_PAYMENTS_PER_S,
+                        f"must be a number of payments per second in (0, {MAX_PAYMENTS_PER_S:g}]")
+
+
 class _TrafficSchema(Schema):
-    payments_per_s: Annotated[float | None, seconds(
-        lambda v: 0 < v <= MAX_PAYMENTS_PER_S,
-        f"must be a number of payments per second in (0, {MAX_PAYMENTS_PER_S:g}]")] = None
+    # nothing (null) is no payment writers, as when the key is absent
+    payments_per_s: Annotated[float | None, PlainValidator(
+        lambda v: None if v is None else _payment_rate.func(v))] = None
     ramp_s: Annotated[float, seconds(
         lambda v: 0 <= v <= MAX_RAMP_S, f"must be a number of seconds in [0, {MAX_RAMP_S:g}]")] = 0.0
 

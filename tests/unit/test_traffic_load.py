@@ -119,6 +119,8 @@ def test_the_config_can_ask_for_a_payment_rate_and_names_the_valid_keys(tmp_path
     assert (config.traffic.payments_per_s, config.traffic.ramp_s) == (200.0, 30.0)
     assert config_from_dict(config.to_dict(), "x").traffic == config.traffic
     assert config_from_dict({}, "x").traffic.payments_per_s is None
+    assert config_from_dict({"traffic": {"payments_per_s": None}}, "x").traffic.payments_per_s is None
+    assert config_from_dict(config_from_dict({}, "x").to_dict(), "x").traffic.payments_per_s is None
     for text, message in [
         ("traffic: {payment_per_s: 200}", "traffic.payment_per_s: unknown field; expected one of payments_per_s, ramp_s"),
         ("traffic: {payments_per_s: 0}", "traffic.payments_per_s: must be a number of payments per second in (0, 5000]"),
