@@ -95,3 +95,13 @@ def test_a_payment_rate_is_held_beside_the_browsing_users(service, tmp_path):
     assert len({op["process"] for op in ops if op["f"] == "payments.create"}) == 10
     assert any(op["f"] == "payments.read" and op["status"] == 200 for op in ops)
     assert {op["service"] for op in ops if op["type"] == "ok"} == set(DEFAULT_SERVICES)
+
+
+def test_plain_locust_refuses_an_absurd_payment_rate_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--headless", "-u", "5", "-t", "3s",
+         "-H", "http://127.0.0.1:9", "--drdrill-payments-per-s", "9000"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "drdrill: payments per second must be a number in (0, 5000], got 9000.0" in result.stderr
+    assert "Traceback" not in result.stderr
