@@ -16,6 +16,10 @@ RPO objective (``rpo_objective_s``)
 recovery window (``window_s``, ``threshold``, ``min_ops``)
     How the RTO checker decides users are served again: a window of ``window_s`` seconds of client
     ops whose ok-ratio is at least ``threshold`` with at least ``min_ops`` ops in it.
+traffic (``payments_per_s``, ``ramp_s``)
+    A production write rate every drill's synthetic traffic adds unless its step names one: payment
+    writers creating ``payments_per_s`` payments a second, reached over ``ramp_s`` seconds (see
+    :mod:`drdrill.traffic.load`). Absent: the synthetic users alone.
 
 The defaults are the DR plan's (``docs/dr-plan.md``, §2): the services of :mod:`drdrill.catalog`
 (payments, auth and users critical with RTO < 1 h; other services non-critical with RTO < 4 h;
@@ -32,13 +36,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, create_model
+from pydantic import Field, PlainValidator, create_model
 
 from drdrill.catalog import CATALOG, DATA_CLASSES, TIERS
 from drdrill.errors import ConfigError
+from drdrill.traffic.load import MAX_PAYMENTS_PER_S, MAX_RAMP_S
 from drdrill.validation import Schema, choice, integer, non_empty, seconds, validate
 
-__all__ = ["DrillConfig", "RecoveryWindow", "Service", "default_config", "load_config"]
+__all__ = ["DrillConfig", "RecoveryWindow", "Service", "TrafficDefaults", "default_config", "load_config"]
 
 
 
@@ -61,6 +66,14 @@ class RecoveryWindow:
 
 
 @dataclass(frozen=True)
+class TrafficDefaults:
+    """The payment rate synthetic traffic adds unless a step names one (None: no payment writers)."""
+
+    payments_per_s: float | None = None
+    ramp_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class DrillConfig:
     """Services, objectives (seconds) and checker parameters of a drill."""
 
@@ -69,6 +82,7 @@ class DrillConfig:
     rpo_objective_s: Mapping[str, float]
     recovery: RecoveryWindow = field(default_factory=RecoveryWindow)
     source: str = "<defaults>"
+    traffic: TrafficDefaults = field(default_factory=TrafficDefaults)
 
     def service(self, name: str) -> Service:
         """The service called ``name``; ConfigError naming the valid ones otherwise."""
@@ -97,6 +111,7 @@ class DrillConfig:
                 "rpo_s": dict(self.rpo_objective_s),
             },
             "recovery": asdict(self.recovery),
+            "traffic": asdict(self.traffic),
         }
 
 
@@ -150,6 +165,7 @@ def config_from_dict(data: Mapping[str, Any], source: str) -> DrillConfig:
         rpo_objective_s=_seconds(schema.objectives.rpo_s, DEFAULT_RPO_OBJECTIVE_S),
         recovery=RecoveryWindow(**schema.recovery.model_dump()),
         source=source,
+        traffic=TrafficDefaults(**schema.traffic.model_dump()),
     )
 
 
@@ -192,6 +208,18 @@ class _RecoverySchema(Schema):
     min_ops: Annotated[int, integer(1)] = RecoveryWindow.min_ops
 
 
+_payment_rate = seconds(lambda v: 0 < v <= MAX_PAYMENTS_PER_S,
+                        f"must be a number of payments per second in (0, {MAX_PAYMENTS_PER_S:g}]")
+
+
+class _TrafficSchema(Schema):
+    # nothing (null) is no payment writers, as when the key is absent
+    payments_per_s: Annotated[float | None, PlainValidator(
+        lambda v: None if v is None else _payment_rate.func(v))] = None
+    ramp_s: Annotated[float, seconds(
+        lambda v: 0 <= v <= MAX_RAMP_S, f"must be a number of seconds in [0, {MAX_RAMP_S:g}]")] = 0.0
+
+
 class _ConfigSchema(Schema):
     services: (
         Annotated[
@@ -202,3 +230,4 @@ class _ConfigSchema(Schema):
     ) = None  # None: the catalogue's
     objectives: _ObjectivesSchema = _ObjectivesSchema()
     recovery: _RecoverySchema = _RecoverySchema()
+    traffic: _TrafficSchema = _TrafficSchema()

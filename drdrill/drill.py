@@ -67,27 +67,45 @@ class Drill:
             time.sleep(0.2)
 
     def start_traffic(self, users: int, rate_per_user: float = 10.0, max_duration_s: float = 3600.0,
-                      baseline_s: float | None = None) -> None:
+                      baseline_s: float | None = None, payments_per_s: float | None = None,
+                      ramp_s: float | None = None) -> None:
         """Start synthetic users, wait until every service answers them, then observe a baseline.
 
-        The baseline (default: one recovery window) is steady-state evidence before any fault: the
-        availability checker judges it, and the RPO checker needs writes acknowledged before the
-        fault to see how far back a loss reaches.
+        ``payments_per_s`` (default: the config's ``traffic.payments_per_s``, else none) adds payment
+        writers creating that many payments a second, reached over ``ramp_s`` (default: the config's)
+        — a production write rate; bad values are refused before anything starts. The baseline
+        (default: one recovery window) is steady-state evidence before any fault: the availability
+        checker judges it, and the RPO checker needs writes acknowledged before the fault to see how
+        far back a loss reaches.
         """
+        defaults = self.config.traffic
+        if payments_per_s is None:
+            payments_per_s = defaults.payments_per_s
+            ramp_s = defaults.ramp_s if ramp_s is None else ramp_s
+        ramp_s = ramp_s or 0.0
         self.traffic = TrafficRun(self.target.base_url, self.run.history_path, self.run.run_id,
-                                  users=users, rate_per_user=rate_per_user, max_duration_s=max_duration_s)
-        self.run.update_meta(traffic={"users": users, "rate_per_user": rate_per_user})
+                                  users=users, rate_per_user=rate_per_user, max_duration_s=max_duration_s,
+                                  payments_per_s=payments_per_s, ramp_s=ramp_s if payments_per_s else 0.0)
+        load = self.traffic.load
+        meta: dict[str, Any] = {"users": users, "rate_per_user": rate_per_user}
+        if load is not None:
+            meta.update(payments_per_s=load.payments_per_s, ramp_s=load.ramp_s,
+                        payment_writers=load.writers, payments_per_writer_s=round(load.per_writer_s, 6))
+        self.run.update_meta(traffic=meta)
         try:
             self.observing.enter_context(self.target.observe(self.writer, self.run.update_meta))
         except Exception as exc:  # noqa: BLE001 - the platform's own view is evidence, never a blocker
             log.warning("could not observe the platform's own view (replication samples): %s", exc)
-        log.info("traffic: starting %d synthetic users at %g req/s each against %s",
-                 users, rate_per_user, self.target.base_url)
+        log.info("traffic: starting %d synthetic users at %g req/s each%s against %s",
+                 users, rate_per_user,
+                 f" + {load.writers} payment writers at {load.payments_per_s:g} payments/s"
+                 f"{f' (ramp {load.ramp_s:g} s)' if load.ramp_s else ''}" if load else "",
+                 self.target.base_url)
         self.traffic.start()
         self.traffic.wait_until_flowing()
         baseline = self.config.recovery.window_s if baseline_s is None else baseline_s
         log.info("traffic: flowing to every service; observing a %g s baseline before any fault", baseline)
-        time.sleep(self.config.recovery.window_s if baseline_s is None else baseline_s)
+        time.sleep(baseline)
 
     def run_experiment(self, name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run the experiment called ``name`` against the target; returns its journal.

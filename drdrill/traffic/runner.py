@@ -5,7 +5,9 @@ breaks boto3 and pytest, and stalls while a blocking step runs). It appends clie
 ``history.jsonl``; its own output goes to ``traffic.log`` next to it.
 
 Terms and units: ``users`` simulated users (spread evenly over the services); ``rate_per_user``
-requests per second each; ``max_duration_s`` a hard bound after which Locust stops by itself (its
+requests per second each; ``payments_per_s`` a production write rate: payment writers beside those
+users create this many payments per second between them, reached over ``ramp_s`` seconds (see
+:mod:`drdrill.traffic.load`; checked before Locust starts); ``max_duration_s`` a hard bound after which Locust stops by itself (its
 ``-t``), even if the harness died; ``timeout_s`` seconds a request may take before it counts as
 timed out (outcome ``info``).
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from drdrill.catalog import SERVICES
 from drdrill.errors import TrafficError
 from drdrill.settings import LOCUSTFILE as DEFAULT_LOCUSTFILE
+from drdrill.traffic.load import PaymentLoad
 
 __all__ = ["DEFAULT_LOCUSTFILE", "TrafficRun"]
 
@@ -43,12 +46,19 @@ class TrafficRun:
         timeout_s: float = 5.0,
         locustfile: str | os.PathLike[str] = DEFAULT_LOCUSTFILE,
         log_path: str | os.PathLike[str] | None = None,
+        payments_per_s: float | None = None,
+        ramp_s: float = 0.0,
     ) -> None:
         if users < 1:
             raise TrafficError(f"need at least one synthetic user, got {users}")
         if not host.startswith(("http://127.0.0.1", "http://localhost", "https://127.0.0.1")):
             raise TrafficError(
                 f"synthetic traffic goes to 127.0.0.1 only on this harness; refusing host {host!r}")
+        if not (isinstance(rate_per_user, int | float) and 0 < rate_per_user <= 1000):
+            raise TrafficError(f"requests per second per user must be in (0, 1000], got {rate_per_user!r}")
+        self.load = PaymentLoad(payments_per_s, ramp_s) if payments_per_s is not None else None
+        if self.load is None and ramp_s:
+            raise TrafficError("a ramp needs a payment rate (payments_per_s) to ramp to")
         self.host = host
         self.history_path = Path(history_path)
         self.run_id = run_id
@@ -62,7 +72,13 @@ class TrafficRun:
         self.started_s: float | None = None
 
     def __repr__(self) -> str:
-        return f"TrafficRun({self.users} users → {self.host})"
+        load = f" + {self.load.payments_per_s:g} payments/s" if self.load else ""
+        return f"TrafficRun({self.users} users{load} → {self.host})"
+
+    @property
+    def total_users(self) -> int:
+        """Users Locust runs once any ramp is done: the browsing users plus the payment writers."""
+        return self.users + (self.load.writers if self.load else 0)
 
     def command(self) -> list[str]:
         """The Locust command line."""
@@ -73,7 +89,10 @@ class TrafficRun:
             "--exit-code-on-error", "0", "--only-summary", "--loglevel", "WARNING",
             "--drdrill-history", str(self.history_path), "--drdrill-run-id", self.run_id,
             "--drdrill-rate", str(self.rate_per_user), "--drdrill-timeout", str(self.timeout_s),
-        ]
+        ] + ([] if self.load is None else [
+            "--drdrill-payments-per-s", repr(self.load.payments_per_s),
+            "--drdrill-ramp-s", repr(self.load.ramp_s),
+        ])
 
     def start(self) -> TrafficRun:
         """Start Locust; returns at once (see :meth:`wait_until_flowing`)."""

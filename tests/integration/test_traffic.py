@@ -76,3 +76,32 @@ def test_the_locustfile_runs_with_plain_locust(service, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "payments.create" in result.stdout + result.stderr
     assert not list(tmp_path.glob("*.jsonl"))  # nothing recorded without --drdrill-history
+
+
+def test_a_payment_rate_is_held_beside_the_browsing_users(service, tmp_path):
+    history = tmp_path / "history.jsonl"
+    with TrafficRun(service.base_url, history, "rt5", users=5, rate_per_user=4,
+                    payments_per_s=50, ramp_s=2) as traffic:  # 10 writers at 5/s each
+        traffic.wait_until_flowing(timeout_s=20)
+        time.sleep(max(0.0, traffic.started_s + 4.0 - time.time()))  # past the ramp
+        t0 = time.time()
+        time.sleep(8.0)
+        t1 = time.time()
+    ops = [op for op in read_ops(history) if op["type"] != "invoke"]
+    acked = [op for op in ops if op["f"] == "payments.create" and op["type"] == "ok"
+             and t0 <= op["end_s"] < t1]
+    assert len(acked) / (t1 - t0) == pytest.approx(50, rel=0.10)
+    # only the writers create payments (the browsing payments user reads theirs back), so the rate is the one asked
+    assert len({op["process"] for op in ops if op["f"] == "payments.create"}) == 10
+    assert any(op["f"] == "payments.read" and op["status"] == 200 for op in ops)
+    assert {op["service"] for op in ops if op["type"] == "ok"} == set(DEFAULT_SERVICES)
+
+
+def test_plain_locust_refuses_an_absurd_payment_rate_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--headless", "-u", "5", "-t", "3s",
+         "-H", "http://127.0.0.1:9", "--drdrill-payments-per-s", "9000"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "drdrill: payments per second must be a number in (0, 5000], got 9000.0" in result.stderr
+    assert "Traceback" not in result.stderr
