@@ -399,6 +399,8 @@ def _nsenter(node: Node, namespaces: list[str], argv: list[str], stdin: str | No
 
 
 def _apply(node: Node, rules: list[Rule]) -> None:
+    if not rules and os.geteuid() != 0:
+        return  # nothing to shape, and as no-one but root can have shaped it, nothing to clear
     plan = commands(rules)
     _nsenter(node, ["-n"], ["sh", "-c", plan.tc])
     _nsenter(node, ["-n"], ["iptables-restore", "-w"], stdin=plan.iptables)
