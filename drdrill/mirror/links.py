@@ -443,11 +443,12 @@ def clear(state: MirrorState, client: docker.DockerClient | None = None) -> dict
 
 def degrade(state: MirrorState, link: str, delay_ms: float | None = None,
             loss_pct: float | None = None, bandwidth: str | None = None,
-            jitter_ms: float | None = None, region: str | None = None,
+            jitter_ms: float | None = None, region: str | None = None, source: str = "fault",
             client: docker.DockerClient | None = None) -> dict[str, Any]:  # fmt: skip
     """Degrade ``link`` (fields not given keep the configured value; ``region``: only the link's part
     touching that region), record it in the state file, reshape. TargetError before any change when
-    an argument is bad."""
+    an argument is bad. ``source``: ``fault`` (a chaos action: undone with the faults) or ``drill``
+    (a scenario's condition: undone when the drill closes)."""
     problems = check_degradation(link, delay_ms, loss_pct, bandwidth, jitter_ms, state.regions, region)
     if problems:
         raise TargetError(f"cannot degrade link {link!r}: " + "; ".join(problems))
@@ -459,17 +460,22 @@ def degrade(state: MirrorState, link: str, delay_ms: float | None = None,
         spec = replace(spec, bandwidth=str(bandwidth).strip().lower().replace(" ", ""))
     spec = replace(spec, delay_ms=float(spec.delay_ms), jitter_ms=float(spec.jitter_ms),
                    loss_pct=float(spec.loss_pct))  # fmt: skip
-    section.setdefault("degraded", {})[link] = {"spec": asdict(spec), "region": region}
+    section.setdefault("degraded", {})[link] = {"spec": asdict(spec), "region": region, "source": source}
     _write_section(state, section)
     result = shape(state, client)
     return {**result, "link": link, "spec": asdict(spec), "region": region}
 
 
-def restore(state: MirrorState, client: docker.DockerClient | None = None) -> dict[str, Any]:
-    """Back to the topology's links: forget every degradation and reshape."""
+def restore(state: MirrorState, client: docker.DockerClient | None = None,
+            source: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Back to the topology's links: forget the degradations (only those of ``source`` if given) and
+    reshape; nothing degraded: nothing done."""
     section = _section(state)
-    was = sorted(section.get("degraded", {}))
-    section["degraded"] = {}
+    degradation = section.get("degraded", {})
+    was = sorted(k for k, v in degradation.items() if source is None or v.get("source") == source)
+    if not was:
+        return {"restored": []}
+    section["degraded"] = {k: v for k, v in degradation.items() if k not in was}
     _write_section(state, section)
     return {**shape(state, client), "restored": was}
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from drdrill.errors import DrdrillError
+from drdrill.errors import DrdrillError, TargetError
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -167,6 +167,15 @@ class TargetBase:
     def pending_payments(self) -> dict[str, Any] | None:
         """None: no sagas on this target."""
         return None
+
+    def degrade_link(self, link: str, **spec: Any) -> dict[str, Any]:
+        """Refused: only the local mirror's links can be shaped (a real WAN cannot be)."""
+        raise TargetError(f"the {getattr(self, 'name', '?')} target cannot degrade a link ({link}): "
+                          "only the local mirror's links are shaped; run this scenario with --target local")
+
+    def restore_links(self) -> dict[str, Any]:
+        """Nothing was degraded."""
+        return {}
 
 
 def activity_lines(experiment: Mapping[str, Any]) -> list[str]:

@@ -161,6 +161,20 @@ class LocalTarget(TargetBase):
                                   f"{timings.retry_timeout} s, synchronous_mode {timings.synchronous_mode}")
         return out
 
+    def degrade_link(self, link: str, **spec: Any) -> dict[str, Any]:
+        """Degrade one of the mirror's links (:func:`drdrill.mirror.links.degrade`) until :meth:`restore_links`."""
+        from drdrill.mirror import links
+
+        if self.state is None:
+            raise TargetError("the local mirror is not up")
+        return links.degrade(self.state, link, source="drill", **spec)
+
+    def restore_links(self) -> dict[str, Any]:
+        """The topology's links again (:func:`drdrill.mirror.links.restore`)."""
+        from drdrill.mirror import links
+
+        return links.restore(self.state) if self.state is not None else {}
+
     def experiment_configuration(self) -> dict[str, Any]:
         path = self.state.path if self.state is not None else None
         return {"mirror_state": str(path) if path else ""}
