@@ -53,6 +53,7 @@ class Drill:
         self._history: History | None = None
         # experiment configuration the scenario's Given steps set (manual runbook steps, outage_s)
         self.experiment_overrides: dict[str, Any] = {}
+        self.degraded_links: list[str] = []  # links the scenario degraded (undone by close)
 
     def __repr__(self) -> str:
         return f"Drill({self.run.path.name})"
@@ -106,6 +107,39 @@ class Drill:
         baseline = self.config.recovery.window_s if baseline_s is None else baseline_s
         log.info("traffic: flowing to every service; observing a %g s baseline before any fault", baseline)
         time.sleep(baseline)
+
+    def degrade_link(self, link: str, **spec: Any) -> dict[str, Any]:
+        """Degrade one of the target's links for the whole drill: a *condition* of the drill, not its
+        fault. Recorded in the history as a nemesis action of phase ``steady-state`` (so the report
+        shows it and it never becomes t_fault, the first *method* action), undone by :meth:`close`
+        (also after a failure or Ctrl-C)."""
+        started = time.time()
+        result = self.target.degrade_link(link, **spec)
+        self.degraded_links.append(link)
+        shown = ", ".join(f"{k}={v}" for k, v in spec.items() if v is not None)
+        self._condition_ops(f"degrade_link {link} {shown}", started)
+        self.run.update_meta(conditions=[*self.run.meta().get("conditions", []), {"degrade_link": link, **spec}])
+        log.info("condition: link %s degraded (%s)", link, shown)
+        return result
+
+    def _condition_ops(self, name: str, started: float) -> None:
+        now = time.time()
+        base = {"process": "nemesis", "phase": "steady-state", "kind": "action"}
+        self.writer.append({**base, "type": "info", "f": f"start:{name}", "time_s": started})
+        self.writer.append({**base, "type": "ok", "f": f"stop:{name}", "time_s": started, "end_s": now,
+                            "latency_ms": round((now - started) * 1000, 3)}, flush=True)  # fmt: skip
+
+    def _undo_conditions(self) -> None:
+        if not self.degraded_links:
+            return
+        started = time.time()
+        try:
+            self.target.restore_links()
+            self._condition_ops(f"restore_links {', '.join(self.degraded_links)}", started)
+            self.degraded_links = []
+        except Exception as exc:  # noqa: BLE001 - reported, never hides the scenario's own outcome
+            log.warning("could not restore the degraded links %s: %s; restore them with "
+                        "`drdrill mirror links --restore`", self.degraded_links, exc)
 
     def run_experiment(self, name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run the experiment called ``name`` against the target; returns its journal.
@@ -212,6 +246,7 @@ class Drill:
         try:
             self.finish()
         finally:
+            self._undo_conditions()
             self.writer.close()
         try:
             return self.run.check(self.history())

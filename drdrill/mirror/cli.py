@@ -1,4 +1,4 @@
-"""``drdrill mirror up | down | status``: the local mirror from the command line.
+"""``drdrill mirror up | down | status | links``: the local mirror from the command line.
 
 Wired into the main CLI with :func:`add_parser` (adds the ``mirror`` subcommand to a subparsers
 object) and :func:`run` (runs parsed arguments, returns the exit code). Also runs on its own:
@@ -74,6 +74,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> argparse.ArgumentPars
     status = actions.add_parser("status", help="regions, AZs, roles, health, leader, lag, weights")
     status.add_argument("--state", type=Path, metavar="FILE", help=state_help)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    shaped = actions.add_parser("links", help="reshape the wan/az links (after a manual restart) and "
+                                "print their measured RTT; --restore undoes every degradation")
+    shaped.add_argument("--state", type=Path, metavar="FILE", help=state_help)
+    shaped.add_argument("--restore", action="store_true",
+                        help="back to the topology's links (undo every degrade_link and scenario condition)")
     return mirror
 
 
@@ -112,10 +118,21 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps({
                 "mirror_id": report.mirror_id, "rows": report.rows, "leaders": report.leaders,
                 "lag": report.lag, "weights": report.weights, "serving": report.serving,
-                "errors": report.errors,
+                "errors": report.errors, "links": report.links,
             }, indent=2))  # fmt: skip
         else:
             print(report)
+        return ExitCode.VALID
+    if args.mirror_command == "links":
+        from drdrill.mirror import links
+        from drdrill.mirror.state import load_state
+
+        state = load_state(args.state)
+        done = links.restore(state) if args.restore else links.shape(state)
+        if done.get("restored") is not None:
+            print(f"restored: {', '.join(done['restored']) or 'nothing was degraded'}")
+        for name, rtt in links.measure_rtt_ms(state).items():
+            print(f"link {name:<11} RTT measured {rtt:.1f} ms")
         return ExitCode.VALID
     raise AssertionError(f"unknown mirror command {args.mirror_command!r}")
 

@@ -17,7 +17,7 @@ from typing import Any
 import docker
 
 from drdrill.errors import TargetError, WaitTimeout
-from drdrill.mirror import patroni, sql
+from drdrill.mirror import links, patroni, sql
 from drdrill.mirror.faults import parallel, resolve, role
 from drdrill.mirror.operations import promote_dr, scale, set_weights
 from drdrill.mirror.plan import BIN_DIR, DATA_DIR, SQL_PORT, WAN
@@ -72,6 +72,7 @@ def rebuild_as_replica(
             client.api.connect_container_to_network(
                 t["id"], wan, aliases=[f"{old_region}-{entry.get('member', t['name'])}"]
             )
+    links.shape(state, client)  # the old members' wan attachments cross the wan
     patroni.wait_cluster(state, old_region, min(remaining_s(deadline), 60.0))  # back after an undo
     slot = re.sub(r"[^a-z0-9_]", "_", old_region.lower())
     patroni.patch_config(state, new_primary_region, {"slots": {slot: {"type": "physical"}}})

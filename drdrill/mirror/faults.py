@@ -402,6 +402,8 @@ def undo(
         raise TargetError(
             f"fault {fault!r} belongs to mirror {fault.mirror_id}, not {state.mirror_id}"
         )
+    from drdrill.mirror import links  # links uses this module's parallel
+
     client = client or docker.from_env(timeout=60)
     t0 = time.time()
     existing = {
@@ -442,6 +444,7 @@ def undo(
     else:
         raise TargetError(f"unknown fault action {fault.action!r}; actions are {ACTIONS}")
     _refresh_endpoints(state, client, [c["id"] for c in hit])
+    links.shape(state, client)  # a started or reconnected container has new, unshaped interfaces
     fault.undone_s = time.time()
     progress(f"[fault] undo {fault.action} {fault.target}: {len(hit)} container(s) in "
              f"{fault.undone_s - t0:.2f} s")  # fmt: skip

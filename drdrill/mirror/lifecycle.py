@@ -35,7 +35,7 @@ import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
 from drdrill.errors import ConfigError, TargetError, WaitTimeout
-from drdrill.mirror import health, patroni
+from drdrill.mirror import health, links, patroni
 from drdrill.mirror.containers import (
     create_container,
     exited,
@@ -131,6 +131,7 @@ def up(
             f"{len(plan.containers)} containers, services: {mode}"
         )
         state = MirrorState(_initial_state(topology, plan, networks), target)
+        links.record_configured(state, topology.links)
         state.save()  # so that `down` finds the mirror even if we crash from here on
         launched = _launch(client, plan, say)
         ids = {key: cid for key, (cid, _) in launched.items()}
@@ -138,6 +139,7 @@ def up(
         say(f"{len(ids)} containers started")
         _record_endpoints(state, plan, launched)
         state.save()
+        say("links shaped: " + "; ".join(f"{k} {v}" for k, v in links.shape(state, client)["links"].items()))
         _wait_healthy(client, state, say, timeout_s)
         state.data["timings_s"] = {
             "images": round(t_images, 2),

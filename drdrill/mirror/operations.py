@@ -20,7 +20,7 @@ from typing import Any
 import docker
 
 from drdrill.errors import TargetError, WaitTimeout
-from drdrill.mirror import patroni, sql
+from drdrill.mirror import links, patroni, sql
 from drdrill.mirror.containers import create_container, remove_container
 from drdrill.mirror.plan import MAX_REPLICAS, ContainerSpec, service_spec
 from drdrill.mirror.probes import service_health
@@ -129,6 +129,7 @@ def scale(
     state.regions[region]["services"][service]["replicas"] = replicas
     if state.path is not None:
         state.save()
+    links.shape(state, client)  # new replicas (new addresses) are peers of the AZ links
     names = [c["name"] for c in state.containers(region=region, role="service", service=service)]
     progress(
         f"[mirror] {region}/{service}: {len(current)} -> {replicas} replicas "
@@ -255,6 +256,7 @@ def redeploy(
     services = list(state.regions[region_name]["services"])
     with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
         done = dict(pool.map(roll, services))
+    links.shape(state, client)  # a restarted container gets a new, unshaped network namespace
     progress(f"[runbook] deployed to {region_name}: {sum(done.values())} replica(s) restarted "
              f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
     return done

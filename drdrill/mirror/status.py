@@ -2,7 +2,9 @@
 
 Per container its region, AZ, role, Docker state and health (Patroni role and state, ALB check,
 Redis ping); each region's Patroni leader (as that leader sees its cluster); the replication lag of
-every walsender; the global entry's weights (which region serves).
+every walsender (the DR replica's in bytes and seconds: :func:`drdrill.mirror.sql.replication_lag`);
+each shaped link's *measured* round trip next to the configured one (:mod:`drdrill.mirror.links`);
+the global entry's weights (which region serves).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import docker
 
-from drdrill.mirror import patroni, sql
+from drdrill.mirror import links, patroni, sql
 from drdrill.mirror.operations import weights as global_weights
 from drdrill.mirror.plan import LABEL
 from drdrill.mirror.state import MirrorState, load_state
@@ -38,6 +40,8 @@ class MirrorStatus:
     ]  # replica member ("primary-pg-b") or DR region -> {bytes, seconds, state}
     weights: dict[str, int]  # global entry: region -> weight
     errors: list[str] = field(default_factory=list)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # "wan", "az:<region>" ->
+    # {"measured_ms": float, "configured_ms": float, "spec": "35 ms ±1 ms 5gbit"}
 
     @property
     def serving(self) -> list[str]:
@@ -58,6 +62,11 @@ class MirrorStatus:
                 f", {seconds:.3f} s" if isinstance(seconds, float) else ""
             )
             lines.append(f"replication lag {name}: {shown} ({lag.get('state', '?')})")
+        for name, link in self.links.items():
+            measured = link.get("measured_ms")
+            shown = f"{measured:.1f} ms" if isinstance(measured, float) and measured == measured else "?"
+            lines.append(f"link {name:<11} RTT measured {shown}, configured "
+                         f"{link.get('configured_ms', 0):g} ms ({link.get('spec', '')})")  # fmt: skip
         weights = ", ".join(f"{r} {w}" for r, w in self.weights.items()) or "unknown"
         lines.append(
             f"global entry    weights {weights}; serving: {', '.join(self.serving) or 'NONE'}"
@@ -107,11 +116,13 @@ def status(
         }
         weights_job = pool.submit(guarded, lambda: global_weights(state), "global entry", {})
         lag_job = pool.submit(guarded, lambda: sql.replication_lag(state), "replication lag", {})
+        rtt_job = pool.submit(guarded, lambda: links.measure_rtt_ms(state, client), "link RTT", {})
         clusters = {r: f.result() for r, f in clusters.items()}
         stats = {r: f.result() for r, f in stats.items()}
         redis = {r: f.result() for r, f in redis.items()}
         weights = weights_job.result()
         lag = lag_job.result()
+        rtt = rtt_job.result()
 
     members = {r: {m.get("name"): m for m in clusters[r].get("members", [])} for r in regions}
     leaders = {
@@ -168,7 +179,19 @@ def status(
         }
         for entry in state.data["containers"]
     ]
-    return MirrorStatus(state.mirror_id, rows, leaders, lag, weights, errors)
+    return MirrorStatus(state.mirror_id, rows, leaders, lag, weights, errors, _links(state, rtt))
+
+
+def _links(state: MirrorState, rtt: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each measured link with its configured (or degraded) round trip."""
+    specs = links.configured(state)
+    degradation = links.degraded(state)
+    out = {}
+    for name, measured in rtt.items():
+        link, _, region = name.partition(":")
+        spec = links.effective(link, specs, degradation, [region] if region else list(state.regions))
+        out[name] = {"measured_ms": measured, "configured_ms": spec.rtt_ms, "spec": spec.describe()}
+    return out
 
 
 def _container_ips(listed: dict[str, dict]) -> dict[str, dict[str, str]]:

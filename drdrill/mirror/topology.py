@@ -13,7 +13,11 @@ unknown fields are errors; ``services.catalog`` defaults to :mod:`drdrill.catalo
     versions: {postgresql: "15", patroni: "4.1.5", etcd: "3.4", haproxy: "2.6", redis: "7"}
     patroni: {ttl: 10, loop_wait: 2, retry_timeout: 4, synchronous_mode: true,
               use_pg_rewind: true, maximum_lag_on_failover: 1048576}
-    network: {pool: 172.30.0.0/16}
+    network:
+      pool: 172.30.0.0/16
+      links:   # shaped in the containers' network namespaces (drdrill.mirror.links)
+        wan: {delay_ms: 35, jitter_ms: 1, loss_pct: 0, bandwidth: 5gbit}   # between regions
+        az:  {delay_ms: 0.5, jitter_ms: 0.1, loss_pct: 0, bandwidth: null} # between a region's AZs
     services:
       command: auto | platform | stub | none
       port: 8080
@@ -23,6 +27,12 @@ unknown fields are errors; ``services.catalog`` defaults to :mod:`drdrill.catalo
       primary: {role: primary, weight: 100, azs: [a, b, c], etcd: [a, b, c], database: [a, b],
                 redis: regional, replicas: {payments: 2, ...}}
       dr:      {role: dr, weight: 0, azs: [a, b, c], etcd: [a], database: [a], ...}
+
+A link's ``delay_ms`` is one way (a round trip is twice it: both sides are shaped), ``jitter_ms``
+spreads it, ``loss_pct`` drops packets (0..100), ``bandwidth`` is a rate with a unit (``5gbit``,
+``100mbit``, ``512kbit``; tc's units, :data:`BANDWIDTH_UNITS`) or null for unlimited. A link left
+out of ``links`` keeps its default; ``links: {}`` keeps both defaults, a link given as nothing is
+unshaped (0 ms, no loss, unlimited).
 
 Exactly one region has role ``primary``; at most one has role ``dr`` (a Patroni standby cluster
 replicating from the primary). Region names and AZ names are short lowercase identifiers (they end up
@@ -35,8 +45,9 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import (
@@ -60,17 +71,23 @@ from drdrill.validation import (
     kind,
     mapping,
     non_empty,
+    seconds,
     text,
     validate,
 )
 
 __all__ = [
+    "BANDWIDTH_UNITS",
+    "DEFAULT_LINKS",
     "DEFAULT_TOPOLOGY",
+    "LINKS",
+    "LinkSpec",
     "SERVICE_COMMANDS",
     "PatroniTimings",
     "Region",
     "ServiceSpec",
     "Topology",
+    "bandwidth_bits",
     "load_topology",
     "parse_topology",
 ]
@@ -90,6 +107,71 @@ DEFAULT_CATALOG = {s.name: {"tier": s.tier, "paths": list(s.paths)} for s in CAT
 _NAME = re.compile(r"[a-z][a-z0-9]{0,11}")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
 _PATH = re.compile(r"/[A-Za-z0-9_./-]*")
+
+
+# tc's rate units (tc(8) "RATES"): bits or bytes per second, decimal (k = 1000) or IEC (ki = 1024)
+BANDWIDTH_UNITS = {
+    "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12,
+    "kibit": 2**10, "mibit": 2**20, "gibit": 2**30, "tibit": 2**40,
+    "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9, "tbps": 8 * 10**12,
+}  # fmt: skip
+_BANDWIDTH = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+LINKS = ("wan", "az")
+
+
+def bandwidth_bits(value: Any) -> int:
+    """Bits per second of a tc rate string (``5gbit``, ``100mbit``, ``512kbit``); ValueError naming the
+    accepted units when it has none or an unknown one."""
+    units = ", ".join(BANDWIDTH_UNITS)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a rate with a unit ({units}), e.g. 5gbit; got {kind(value)}")
+    match = _BANDWIDTH.fullmatch(str(value).strip().lower())
+    if not match or match.group(2) not in BANDWIDTH_UNITS:
+        raise ValueError(f"{value!r} is not a rate with a unit; use one of {units}, e.g. 5gbit or 100mbit")
+    bits = float(match.group(1)) * BANDWIDTH_UNITS[match.group(2)]
+    if bits < 8:
+        raise ValueError(f"{value!r} is too small: at least 8bit")
+    return int(bits)
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """How a link is shaped: one-way delay and jitter (ms), loss (%), bandwidth (tc rate or None)."""
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    bandwidth: str | None = None  # e.g. "5gbit"; None: unlimited
+
+    @property
+    def rtt_ms(self) -> float:
+        """The round trip it makes (both sides are shaped)."""
+        return 2 * self.delay_ms
+
+    @property
+    def delays(self) -> bool:
+        """Whether packets on it are held back or dropped (else at most its bandwidth is limited)."""
+        return self.delay_ms > 0 or self.jitter_ms > 0 or self.loss_pct > 0
+
+    def describe(self) -> str:
+        parts = [f"{self.delay_ms:g} ms"]
+        if self.jitter_ms:
+            parts.append(f"±{self.jitter_ms:g} ms")
+        if self.loss_pct:
+            parts.append(f"{self.loss_pct:g} % loss")
+        parts.append(self.bandwidth or "unlimited")
+        return " ".join(parts)
+
+
+# Two AWS regions on one continent: ~70 ms RTT (us-east-1 <-> us-west-2 ~65-70 ms in AWS's own
+# inter-region latency dashboard, the Network Manager "Infrastructure Performance" page, and
+# cloudping.co); 5 Gbit/s is EC2's per-flow limit outside a cluster placement group and its
+# inter-region limit for instances under 32 vCPUs ("Amazon EC2 instance network bandwidth").
+# Between AZs of one region: under 1 ms RTT (AWS: "single-digit millisecond", typically ~0.5-1 ms).
+DEFAULT_LINKS = {
+    "wan": LinkSpec(delay_ms=35.0, jitter_ms=1.0, loss_pct=0.0, bandwidth="5gbit"),
+    "az": LinkSpec(delay_ms=0.5, jitter_ms=0.1, loss_pct=0.0, bandwidth=None),
+}
 
 
 @dataclass(frozen=True)
@@ -156,6 +238,7 @@ class Topology:
     versions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VERSIONS))
     patroni: PatroniTimings = PatroniTimings()
     network_pool: str = "172.30.0.0/16"
+    links: Mapping[str, LinkSpec] = field(default_factory=lambda: dict(DEFAULT_LINKS))
     source: str = "<memory>"
 
     @property
@@ -206,6 +289,10 @@ def parse_topology(data: Any, source: str = "<memory>") -> Topology:
         versions=schema.versions.model_dump(),
         patroni=PatroniTimings(**schema.patroni.model_dump()),
         network_pool=schema.network.pool,
+        links=MappingProxyType({
+            name: LinkSpec(**link.model_dump()) if link is not None else LinkSpec()
+            for name, link in schema.network.links.items()
+        }),
         source=source,
     )
 
@@ -313,8 +400,37 @@ class _PatroniSchema(Schema):
         return self
 
 
+def _bandwidth(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        bandwidth_bits(value)
+    except ValueError as exc:
+        raise Problem(str(exc)) from None
+    return str(value).strip().lower().replace(" ", "")
+
+
+class _LinkSchema(Schema):
+    delay_ms: Annotated[float, seconds(lambda v: v >= 0, "expected a one-way delay in ms >= 0")] = 0.0
+    jitter_ms: Annotated[float, seconds(lambda v: v >= 0, "expected a jitter in ms >= 0")] = 0.0
+    loss_pct: Annotated[float, seconds(lambda v: 0 <= v <= 100, "expected a loss % in 0..100")] = 0.0
+    bandwidth: Annotated[str | None, PlainValidator(_bandwidth)] = None
+
+
+def _links(value: Any) -> Any:
+    value = mapping(value)
+    if not isinstance(value, dict):
+        raise Problem(f"expected a mapping of links ({', '.join(LINKS)}), got {kind(value)}")
+    for name in value:
+        if name not in LINKS:
+            raise Problem(f"unknown link; links are {', '.join(LINKS)}", name)
+    return {**{k: asdict(v) for k, v in DEFAULT_LINKS.items()}, **value}
+
+
 class _NetworkSchema(Schema):
     pool: Annotated[str, PlainValidator(_network_pool)] = "172.30.0.0/16"
+    links: Annotated[dict[str, _LinkSchema | None], BeforeValidator(_links)] = Field(
+        None, validate_default=True)
 
 
 class _CatalogEntrySchema(Schema):

@@ -1,4 +1,4 @@
-"""Steps about the platform under test and how the drill treats it: health, manual steps, outage length."""
+"""Steps about the platform under test and how the drill treats it: health, manual steps, outage, WAN."""
 
 from __future__ import annotations
 
@@ -34,3 +34,23 @@ def _(drill, seconds: float):
     Example: ``Given the outage lasts 20 seconds``
     """
     drill.experiment_overrides["outage_s"] = seconds
+
+
+@given(parsers.parse("the WAN between the regions is degraded to {delay_ms:g} ms"))
+def _(drill, delay_ms: float):
+    """A condition of the whole drill: the WAN's one-way delay (a round trip costs twice it) is
+    ``delay_ms`` from now until the drill ends (undone then, also on a failure or Ctrl-C); recorded in
+    the history as a steady-state action, so it is not the fault. Local target only.
+
+    Example: ``Given the WAN between the regions is degraded to 150 ms``
+    """
+    drill.degrade_link("wan", delay_ms=delay_ms)
+
+
+@given(parsers.parse("the WAN between the regions is degraded to {delay_ms:g} ms with {loss_pct:g} % loss"))
+def _(drill, delay_ms: float, loss_pct: float):
+    """As above, and ``loss_pct`` % of the packets on the WAN are dropped.
+
+    Example: ``Given the WAN between the regions is degraded to 150 ms with 1 % loss``
+    """
+    drill.degrade_link("wan", delay_ms=delay_ms, loss_pct=loss_pct)

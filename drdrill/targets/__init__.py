@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from drdrill.errors import DrdrillError
+from drdrill.errors import DrdrillError, TargetError
 
 if TYPE_CHECKING:
     from drdrill.history import HistoryWriter
@@ -184,6 +184,15 @@ class TargetBase:
                 note: Callable[..., None]) -> contextlib.AbstractContextManager[Any]:
         """Nothing of the platform's own view is sampled on this target."""
         return contextlib.nullcontext()
+
+    def degrade_link(self, link: str, **spec: Any) -> dict[str, Any]:
+        """Refused: only the local mirror's links can be shaped (a real WAN cannot be)."""
+        raise TargetError(f"the {getattr(self, 'name', '?')} target cannot degrade a link ({link}): "
+                          "only the local mirror's links are shaped; run this scenario with --target local")
+
+    def restore_links(self) -> dict[str, Any]:
+        """Nothing was degraded."""
+        return {}
 
 
 def activity_lines(experiment: Mapping[str, Any]) -> list[str]:

@@ -206,14 +206,26 @@ class LocalTarget(TargetBase):
 
     def _note_network(self, note: Callable[..., None]) -> None:
         """The links' measured round trips into drill.json (``network.rtt_ms``), when the mirror can measure them."""
-        try:
-            from drdrill.mirror.links import measure_rtt_ms  # type: ignore[attr-defined]
-        except ImportError:  # the link shaping (issue 13) is not merged yet
-            return
+        from drdrill.mirror.links import measure_rtt_ms
+
         try:
             note(network={"rtt_ms": dict(measure_rtt_ms(self.state))})
         except Exception as exc:  # noqa: BLE001 - a measurement, never a reason to fail the drill
             log.warning("could not measure the mirror's link round trips: %s", exc)
+
+    def degrade_link(self, link: str, **spec: Any) -> dict[str, Any]:
+        """Degrade one of the mirror's links (:func:`drdrill.mirror.links.degrade`) until :meth:`restore_links`."""
+        from drdrill.mirror import links
+
+        if self.state is None:
+            raise TargetError("the local mirror is not up")
+        return links.degrade(self.state, link, source="drill", **spec)
+
+    def restore_links(self) -> dict[str, Any]:
+        """The topology's links again (:func:`drdrill.mirror.links.restore`)."""
+        from drdrill.mirror import links
+
+        return links.restore(self.state) if self.state is not None else {}
 
     def experiment_configuration(self) -> dict[str, Any]:
         path = self.state.path if self.state is not None else None

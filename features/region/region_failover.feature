@@ -36,3 +36,16 @@ Feature: Region failure — the primary region is lost and the DR runbook fails 
       | fault             | experiment        |
       | network cut       | region-isolation  |
       | power loss        | region-power-loss |
+
+  @annual
+  Scenario: Cross-region failover over a degraded WAN
+    Given the platform under test is healthy
+    And the WAN between the regions is degraded to 150 ms
+    And synthetic traffic of 10 users at 4 requests per second each is running
+    When the experiment "cross-region-failover" runs
+    And the platform has recovered
+    Then every runbook step succeeded
+    And users were served by the "dr" region after the fault
+    And the critical services recover within their RTO objective
+    And the financial data loss is within its RPO objective
+    And the other data loss is within its RPO objective

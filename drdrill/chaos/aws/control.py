@@ -53,6 +53,10 @@ def experiment_problems(experiment: Mapping[str, Any], mirror: AwsMirror | None 
     """What in ``experiment`` cannot run on the AWS mirror, without asking AWS ([] when nothing)."""
     configuration = resolved_configuration(experiment, configuration)
     problems: list[str] = []
+    shaped = [a.get("name") for _, a, _, f, _ in _drdrill_activities(experiment) if f == "degrade_link"]
+    if shaped:
+        return [f"activity {shaped[0]!r} (degrade_link): the aws target cannot shape a real WAN or the "
+                "links between AZs; degrading a link is drilled on the local mirror (--target local)"]
     foreign = sorted({m for _, _, m, _, _ in _drdrill_activities(experiment) if not m.startswith(PROVIDER_PREFIX)})
     if foreign:
         return [f"this experiment acts on another target ({', '.join(foreign)}); the aws target runs "

@@ -37,7 +37,7 @@ from drdrill import runbook
 from drdrill.chaos import http
 from drdrill.chaos.http import CRITICAL
 from drdrill.errors import TargetError, WaitTimeout
-from drdrill.mirror import failback, faults, health, operations
+from drdrill.mirror import failback, faults, health, links, operations
 from drdrill.mirror.state import MirrorState, load_state
 from drdrill.waiting import wait_until
 
@@ -48,6 +48,7 @@ __all__ = [
     "crash_region",
     "crash_service",
     "declare_disaster",
+    "degrade_link",
     "deploy_services",
     "detect_outage",
     "hang",
@@ -59,6 +60,7 @@ __all__ = [
     "post_status_update",
     "promote_replica",
     "rebuild_old_primary",
+    "restore_links",
     "restore_mirror",
     "scale_down_region",
     "scale_up_region",
@@ -172,14 +174,43 @@ def isolate_region(region: str = "primary", configuration: Configuration = None,
     return isolate(str(faults.region(region)), configuration, secrets)
 
 
+def degrade_link(link: str = "wan", delay_ms: float | None = None, loss_pct: float | None = None,
+                 bandwidth: str | None = None, jitter_ms: float | None = None, region: str | None = None,
+                 duration_s: float | None = None, configuration: Configuration = None,
+                 secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
+    """Degrade link ``link`` (``wan`` or ``az``): one-way ``delay_ms``, ``jitter_ms``, ``loss_pct``,
+    ``bandwidth`` (``100mbit``); fields not given keep the topology's value; ``region``: only that
+    region's part. For ``duration_s`` then restored, else until :func:`restore_links` (or the rollback)."""
+    state = _state(configuration)
+    result = links.degrade(state, link, delay_ms=delay_ms, loss_pct=loss_pct, bandwidth=bandwidth,
+                           jitter_ms=jitter_ms, region=region)  # fmt: skip
+    _say(f"[fault] degrade link {link}: {result['links'][link]} ({result['containers']} containers "
+         f"in {result['seconds']:.2f} s)")  # fmt: skip
+    if duration_s:
+        time.sleep(duration_s)
+        result["restored"] = restore_links(configuration, secrets)
+    return result
+
+
+def restore_links(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Every link :func:`degrade_link` degraded back to the topology's (a rollback); what was restored."""
+    state = _state(configuration)
+    result = links.restore(state, source="fault")
+    if result["restored"]:
+        _say(f"[rollback] links restored: {', '.join(result['restored'])}")
+    return result
+
+
 def undo_faults(configuration: Configuration = None, secrets: Secrets = None) -> list[str]:
-    """Undo every fault in the fault log that is not undone yet (newest first); returns what was undone."""
+    """Undo every fault in the fault log that is not undone yet (newest first), and restore the links
+    degraded by :func:`degrade_link` (not a scenario's condition: the drill undoes that); returns
+    what was undone."""
     state = _state(configuration)
     path = _log_path(state)
+    undone = [f"link {link}" for link in links.restore(state, source="fault")["restored"]]
     if not path.is_file():
-        return []
+        return undone
     entries = json.loads(path.read_text())
-    undone = []
     for entry in reversed(entries):
         fault = faults.Fault(**entry)
         if fault.undone_s is None and fault.mirror_id == state.mirror_id:

@@ -2,7 +2,8 @@
 
 :func:`experiment_problems` reads an experiment's drdrill activities (provider modules under
 ``drdrill.chaos.local``) and names every argument that does not exist in the mirror's topology —
-a region, an AZ, a service, a selector's kind — and every unknown manual runbook step, with the
+a region, an AZ, a service, a selector's kind, a ``degrade_link``'s link, delay, loss or bandwidth
+— and every unknown manual runbook step, with the
 activity and the valid choices. drdrill calls it before any fault (at collection, and again just
 before the experiment runs); declared as a Chaos Toolkit control (``"controls": [{"name":
 "drdrill-preflight", "provider": {"type": "python", "module": "drdrill.chaos.local.control"}}]``)
@@ -70,11 +71,22 @@ def experiment_problems(
         target = args.get("target")
         if isinstance(target, str) and not target.startswith("${"):
             problems += [f"{where}: {p}" for p in _selector_problems(target, topology)]
+        if provider.get("func") == "degrade_link":
+            problems += [f"{where}: {p}" for p in _link_problems(args)]
     try:
         runbook.manual_steps(configuration)
     except DrdrillError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _link_problems(args: Mapping[str, Any]) -> list[str]:
+    """A degrade_link's unknown link, negative delay, loss outside 0..100, bandwidth without unit."""
+    from drdrill.mirror.links import check_degradation
+
+    given = {k: v for k, v in args.items() if not (isinstance(v, str) and v.startswith("${"))}
+    return check_degradation(given.get("link", "wan"), given.get("delay_ms"), given.get("loss_pct"),
+                             given.get("bandwidth"), given.get("jitter_ms"))  # fmt: skip
 
 
 def _selector_problems(text: str, topology: Topology) -> list[str]:
