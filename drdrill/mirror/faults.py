@@ -375,7 +375,14 @@ def _apply(
                 client.api.disconnect_container_from_network(t.id, net["network"])
             return {**asdict(t), "networks": nets}
 
+        from drdrill.mirror import links  # links uses this module's parallel
+
+        # the partition first, at once (Docker disconnects one container after another): what is
+        # on the wire from the isolated containers is lost, as in a real partition
+        notes_partition = links.partition(state, [t.id for t in targets], client)
         hit = parallel(cut, targets)
+        notes.append(f"partitioned {len(notes_partition['addresses'])} address(es) off at "
+                      f"{notes_partition['containers']} container(s) in {notes_partition['seconds']:.3f} s")
     skipped = len(targets) - len(hit)
     if skipped:
         notes.append(f"{skipped} selected container(s) were not running and were left alone")
@@ -441,6 +448,7 @@ def undo(
                     )
 
         parallel(reconnect, hit)
+        links.heal(state, client)
     else:
         raise TargetError(f"unknown fault action {fault.action!r}; actions are {ACTIONS}")
     _refresh_endpoints(state, client, [c["id"] for c in hit])

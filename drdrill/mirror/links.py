@@ -74,6 +74,9 @@ __all__ = [
     "degrade",
     "degraded",
     "measure_rtt_ms",
+    "heal",
+    "partition",
+    "partition_script",
     "plan_rules",
     "record_configured",
     "restore",
@@ -431,6 +434,51 @@ def shape(state: MirrorState, client: docker.DockerClient | None = None) -> dict
         "links": {k: _describe(k, links, degradation) for k in links},
         "seconds": round(time.monotonic() - t0, 2),
     }
+
+
+PARTITION_CHAIN = "DRDRILL-PARTITION"
+
+
+def partition_script(peers: Iterable[str]) -> str:
+    """The shell script that makes a container drop every packet from ``peers`` (pure): a ``filter``
+    INPUT chain, which also drops what the delayer still holds from them when it lets it go."""
+    lines = [f"iptables -w -N {PARTITION_CHAIN} 2>/dev/null || true",
+             f"iptables -w -C INPUT -j {PARTITION_CHAIN} 2>/dev/null || iptables -w -I INPUT -j {PARTITION_CHAIN}"]
+    lines += [f"iptables -w -A {PARTITION_CHAIN} -s {ip}/32 -j DROP" for ip in sorted(set(peers))]
+    return "set -e\n" + "\n".join(lines) + "\n"
+
+
+def partition(state: MirrorState, isolated_ids: Iterable[str],
+              client: docker.DockerClient | None = None) -> dict[str, Any]:  # fmt: skip
+    """Cut the containers ``isolated_ids`` off at once, as a network partition does, before Docker
+    disconnects them one by one: every other running container drops their packets from now on,
+    including those still "on the wire" — held by its delayer (a shaped link delays what a container
+    *receives*), which a real partition loses. So a region isolated while it replicates across the
+    WAN loses the WAL in flight, and users stop getting answers from it at the same instant.
+    Undone by :func:`heal`."""
+    t0 = time.monotonic()
+    client = _client(client)
+    isolated_ids = set(isolated_ids)
+    live = nodes(state, client)
+    cut = sorted({ip for n in live if n.id in isolated_ids for ip in n.ips.values()})
+    others = [n for n in live if n.id not in isolated_ids and n.pid]
+    if cut:
+        script = partition_script(cut)
+        # the containers whose links with the isolated ones are shaped (the DR replica receiving the
+        # WAL) first, then the rest (the global entry: users' answers): parallel nsenters land tens of
+        # ms apart on a busy machine, and cutting users first would hide the WAL in flight
+        plan = plan_rules(live, configured(state), degraded(state))
+        shaped = {n.name for n in others if any(r.peer in cut for r in plan.get(n.name, []))}
+        for phase in ([n for n in others if n.name in shaped], [n for n in others if n.name not in shaped]):
+            parallel(lambda n: _nsenter(n, ["-n"], ["sh", "-c", script]), phase)
+    return {"addresses": cut, "containers": len(others) if cut else 0,
+            "seconds": round(time.monotonic() - t0, 3)}
+
+
+def heal(state: MirrorState, client: docker.DockerClient | None = None) -> None:
+    """Undo every :func:`partition` (the undo of an isolation calls it once the containers are back)."""
+    script = f"iptables -w -F {PARTITION_CHAIN} 2>/dev/null || true"
+    parallel(lambda n: _nsenter(n, ["-n"], ["sh", "-c", script]), [n for n in nodes(state, client) if n.pid])
 
 
 def clear(state: MirrorState, client: docker.DockerClient | None = None) -> dict[str, Any]:

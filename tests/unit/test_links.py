@@ -11,6 +11,7 @@ import pytest
 from drdrill.chaos.aws.control import experiment_problems as aws_problems
 from drdrill.chaos.local.control import experiment_problems as local_problems
 from drdrill.errors import ConfigError, TargetError
+from drdrill.mirror import links
 from drdrill.mirror.links import Node, check_degradation, commands, plan_rules
 from drdrill.mirror.state import MirrorState
 from drdrill.mirror.topology import (
@@ -190,3 +191,16 @@ def test_the_drills_wan_condition_is_a_steady_state_op_undone_at_close(tmp_path)
     assert json.loads(run.meta_path.read_text())["conditions"] == [{"degrade_link": "wan", "delay_ms": 150.0}]
     with pytest.raises(TargetError, match="the base target cannot degrade a link"):
         type("Base", (TargetBase,), {"name": "base"})().degrade_link("wan")
+
+
+def test_a_partition_drops_everything_from_the_isolated_addresses_in_the_filter_table():
+    # INPUT of the filter table comes after the delayer's mangle PREROUTING queue: what the delayer
+    # still holds from a partitioned peer ("on the wire") is dropped when it lets it go
+    script = links.partition_script(["172.30.1.10", "172.30.0.10", "172.30.1.10"])
+    lines = script.splitlines()
+    assert lines[0] == "set -e"
+    assert f"iptables -w -I INPUT -j {links.PARTITION_CHAIN}" in lines[2]
+    drops = [line for line in lines if line.endswith("-j DROP")]
+    assert drops == [f"iptables -w -A {links.PARTITION_CHAIN} -s 172.30.0.10/32 -j DROP",
+                     f"iptables -w -A {links.PARTITION_CHAIN} -s 172.30.1.10/32 -j DROP"]
+    assert "mangle" not in script  # the shaping's own table (rewritten by every reshape) is untouched
