@@ -15,16 +15,13 @@ fault) against the goal (≤ 0.1 s) and the checker's tolerance
 (sampling period + one write interval), the lost payments against rate × window, the DR lag at the
 fault (bytes) and the WAN RTT (when the mirror measures it).
 
-The rate is asked as payments per second when the traffic runner takes ``payments_per_s``;
-until then as 10 Locust users at ``rate`` tasks/s each (a fifth of the users pay, half of their
-tasks are payments: ≈ ``rate`` payments/s). Sweeping WAN delays needs the link shaping's topology
-``network`` section: run once per topology for now.
+The rate is asked as payments per second (payment writers beside 10 browsing users). ``--wan-delays``
+sweeps the WAN's one-way delay (``links.degrade``, restored at the end; the topology's is 35 ms).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import statistics
 from typing import Any
 
@@ -33,6 +30,7 @@ from _common import OUT, REPO, parse_floats, progress, table, write_json
 from drdrill.checkers.db_loss import loss_figures
 from drdrill.config import default_config
 from drdrill.drill import Drill
+from drdrill.mirror import links
 from drdrill.run import RunDir
 from drdrill.targets.local import LocalTarget
 
@@ -41,17 +39,14 @@ GOAL_DIFFERENCE_S = 0.1
 USERS = 10
 
 
-def trial(target: LocalTarget, rate_per_s: float, index: int) -> dict[str, Any]:
+def trial(target: LocalTarget, rate_per_s: float, index: int, wan_delay_ms: float) -> dict[str, Any]:
     """One cross-region failover at ``rate_per_s`` payments/s; its figures."""
     config = default_config()
-    run = RunDir.create(OUT / BENCH, f"failover-{rate_per_s:g}-per-s-{index}", config, target="local",
-                        bench={"payments_per_s": rate_per_s})
+    run = RunDir.create(OUT / BENCH, f"failover-{wan_delay_ms:g}ms-{rate_per_s:g}-per-s-{index}", config,
+                        target="local", bench={"payments_per_s": rate_per_s, "wan_delay_ms": wan_delay_ms})
     drill = Drill(target, config, run, [REPO / "experiments"])
     try:
-        if "payments_per_s" in inspect.signature(drill.start_traffic).parameters:
-            drill.start_traffic(USERS, payments_per_s=rate_per_s)  # type: ignore[call-arg]
-        else:
-            drill.start_traffic(USERS, rate_per_user=rate_per_s)
+        drill.start_traffic(USERS, rate_per_user=2.0, payments_per_s=rate_per_s)
         progress(f"{run.path.name}: traffic flowing; cross-region failover")
         drill.run_experiment("cross-region-failover")
         drill.wait_recovered(timeout_s=300)
@@ -64,7 +59,7 @@ def trial(target: LocalTarget, rate_per_s: float, index: int) -> dict[str, Any]:
     m = rpo.metrics
     sampler = run.meta().get("replication_sampler") or {}
     return {
-        "run": str(run.path), "rate_per_s": rate_per_s, "users_window_s": users_s, "db_window_s": db_s,
+        "run": str(run.path), "wan_delay_ms": wan_delay_ms, "rate_per_s": rate_per_s, "users_window_s": users_s, "db_window_s": db_s,
         "difference_s": None if m.get("db_difference_s") is None else abs(m["db_difference_s"]),
         "tolerance_s": m.get("tolerance_s"), "agree": agree, "lost": m.get("lost_count"),
         "rate_x_window": (m.get("write_rate_per_s") or 0) * (users_s or 0),
@@ -78,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=parse_floats, default=[50.0, 100.0, 200.0],
                         help="payments per second, comma-separated (default 50,100,200)")
+    parser.add_argument("--wan-delays", type=parse_floats, default=[35.0, 100.0],
+                        help="one-way WAN delays in ms, comma-separated (default 35,100)")
     parser.add_argument("--trials", type=int, default=1, help="trials per rate (default 1)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -86,16 +83,20 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     try:
         target.start()
-        for rate in args.rates:
-            for index in range(args.trials):
-                rows.append(trial(target, rate, index))
-                progress(f"rate {rate:g}/s trial {index}: {rows[-1]}")
+        for delay_ms in args.wan_delays:
+            links.degrade(target.state, "wan", delay_ms=delay_ms, source="bench")
+            for rate in args.rates:
+                for index in range(args.trials):
+                    rows.append(trial(target, rate, index, delay_ms))
+                    progress(f"WAN {delay_ms:g} ms, rate {rate:g}/s trial {index}: {rows[-1]}")
     finally:
+        if target.state is not None:
+            links.restore(target.state)
         target.stop()
-    headers = ["payments/s", "measured/s", "users' window (s)", "DB window (s)", "|difference| (s)",
+    headers = ["WAN one-way (ms)", "payments/s", "measured/s", "users' window (s)", "DB window (s)", "|difference| (s)",
                "tolerance (s)", "agree", "lost", "rate x window", "DR lag at fault (bytes)", "WAN RTT (ms)",
                "samples/s"]  # fmt: skip
-    print(table(headers, [[r["rate_per_s"], r["measured_rate_per_s"], r["users_window_s"], r["db_window_s"],
+    print(table(headers, [[r["wan_delay_ms"], r["rate_per_s"], r["measured_rate_per_s"], r["users_window_s"], r["db_window_s"],
                            r["difference_s"], r["tolerance_s"], r["agree"], r["lost"], r["rate_x_window"],
                            r["lag_bytes_at_fault"], r["wan_rtt_ms"], r["samples_per_s"]] for r in rows],
                 title="Cross-region failover: the users' loss window vs the database's"))

@@ -166,9 +166,9 @@ def _loss(result: CheckResult, data_class: str) -> Loss | None:
                f"< {_seconds(objective_s)}.")
     ranges = e.get("lost_keys") or []
     rows = [("lost writes, by key range", "; ".join(str(r) for r in ranges) or "none"),
-            ("loss window, from what users were told (t_fault − first lost acknowledgement)",
+            ("loss window, from what users were told (moment of loss − first lost acknowledgement)",
              _signed_window(window_s)),
-            ("loss window, from the database (t_fault − the DR's last replayed commit)",
+            ("loss window, from the database (moment of loss − the DR's last replayed commit)",
              _signed_window(m.get("db_loss_window_s")) if m.get("db_loss_window_s") is not None
              else "not measured (no replication samples, or no DR promotion)")]
     if m.get("db_lag_bytes_at_fault") is not None or m.get("db_replay_lag_s_at_fault") is not None:

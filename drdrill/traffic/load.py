@@ -14,12 +14,14 @@ from none to all of them (0: all at once), after which the rate holds.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drdrill.errors import TrafficError
 
 __all__ = [
+    "next_task_s",
     "MAX_PAYMENTS_PER_S",
     "MAX_PAYMENTS_PER_WRITER_S",
     "MAX_RAMP_S",
@@ -90,3 +92,19 @@ def spread(users: int, slots: Sequence[str]) -> dict[str, int]:
         raise TrafficError(f"need a non-negative number of users, got {users}")
     base, extra = divmod(users, len(slots))
     return {slot: base + (1 if i < extra else 0) for i, slot in enumerate(slots)}
+
+
+def next_task_s(previous_s: float | None, now_s: float, interval_s: float,
+                rng: random.Random | None = None) -> float:  # fmt: skip
+    """When a user paced at one task per ``interval_s`` sends next (monotonic seconds).
+
+    The first task and any after falling a whole interval behind (a stall: a slow request, the
+    platform pausing) start at a fresh random phase: users started together, or held back together by
+    one stall, would otherwise send in the same millisecond from then on — payments in bursts, which
+    a region loss takes or spares as a whole, and a platform sampled only as finely as one user
+    samples it. A user behind by less keeps its phase and does not burst to catch up.
+    """
+    rng = rng or random
+    if previous_s is None or previous_s + interval_s < now_s:
+        return now_s + rng.uniform(0, interval_s)
+    return previous_s + interval_s

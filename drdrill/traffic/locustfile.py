@@ -39,7 +39,7 @@ from typing import Any
 from locust import FastHttpUser, LoadTestShape, events, task
 
 from drdrill.errors import TrafficError
-from drdrill.traffic.load import PaymentLoad, spread
+from drdrill.traffic.load import PaymentLoad, next_task_s, spread
 from drdrill.traffic.recorder import install
 
 recorder = install(events)
@@ -111,18 +111,10 @@ class PlatformUser(FastHttpUser):
         self.next_task_s: float | None = None
 
     def wait_time(self) -> float:
-        """Pace the user at ``rate`` tasks per second, at a random phase of its own.
-
-        Users started together would otherwise send in the same millisecond and sample the platform
-        only as finely as one user does. A user that fell behind (a slow request) does not burst
-        to catch up.
-        """
+        """Pace the user at ``rate`` tasks per second, at a random phase of its own (re-drawn after a
+        stall, so users a stall held back together do not go on in lockstep: :func:`next_task_s`)."""
         now = time.monotonic()
-        interval_s = 1.0 / self.rate
-        if self.next_task_s is None:
-            self.next_task_s = now + random.uniform(0, interval_s)
-        else:
-            self.next_task_s = max(self.next_task_s + interval_s, now)
+        self.next_task_s = next_task_s(self.next_task_s, now, 1.0 / self.rate)
         return self.next_task_s - now
 
     def context(self) -> dict:

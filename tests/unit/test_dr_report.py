@@ -128,8 +128,8 @@ def test_a_lossy_failover_gets_a_data_loss_section_with_both_measurements(tmp_pa
     assert "#### Data loss: financial data" in md and "<h4>Data loss: financial data</h4>" in page
     assert "10 of 600 acknowledged financial writes were lost; verdict VALID" in md
     assert re.search(r"\| lost writes, by key range \| \S+-payments-1-00000290\.\.00000299 \|", md)
-    assert "| loss window, from what users were told (t_fault − first lost acknowledgement) | 1.00 s |" in md
-    assert "| loss window, from the database (t_fault − the DR's last replayed commit) | 1.10 s |" in md
+    assert "| loss window, from what users were told (moment of loss − first lost acknowledgement) | 1.00 s |" in md
+    assert "| loss window, from the database (moment of loss − the DR's last replayed commit) | 1.10 s |" in md
     assert "| the two measurements agree | yes: +0.103 s apart, tolerance 0.200 s" in md
     assert "| WAN round trip (measured) | 70.3 ms |" in md and "| objective (< 300 s (5.0 min)) | met |" in md
     assert "Where the window comes from: at the fault the DR replica was" in md and "70.3 ms" in md
@@ -164,7 +164,7 @@ def test_a_failover_without_loss_shows_the_database_confirming_it(tmp_path):
     md = build_report([run.path], tmp_path / "report")["markdown"].read_text()
     assert "0 of 600 acknowledged financial writes were lost; verdict VALID" in md
     assert "| lost writes, by key range | none |" in md
-    assert ("| loss window, from the database (t_fault − the DR's last replayed commit) | 0.50 s after the "
+    assert ("| loss window, from the database (moment of loss − the DR's last replayed commit) | 0.50 s after the "
             "fault began (while it took effect) |") in md
     assert "| the two measurements agree | yes: +0.000 s apart" in md
     assert "replayed commits made up to 0.500 s after the fault began" in md

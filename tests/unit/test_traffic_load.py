@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from drdrill.errors import TrafficError
-from drdrill.traffic.load import MAX_PAYMENTS_PER_WRITER_S, PaymentLoad, spread
+from drdrill.traffic.load import MAX_PAYMENTS_PER_WRITER_S, PaymentLoad, next_task_s, spread
 from drdrill.traffic.runner import TrafficRun
 
 
@@ -176,3 +177,17 @@ def test_a_bad_rate_fails_the_drill_before_traffic_starts(tmp_path, monkeypatch)
     with pytest.raises(TrafficError, match="got -3"):
         drill.start_traffic(10, payments_per_s=-3, baseline_s=0)
     assert not started
+
+
+def test_users_a_stall_held_back_together_do_not_go_on_in_lockstep():
+    rng = random.Random(7)
+    interval_s = 0.2
+    # ten users at random phases; then one stall holds every one of them back until t = 10 s
+    nexts = [next_task_s(None, 0.0, interval_s, rng) for _ in range(10)]
+    assert len({round(t, 4) for t in nexts}) == 10
+    resumed = [next_task_s(t, 10.0, interval_s, rng) for t in nexts]
+    assert all(10.0 <= t <= 10.0 + interval_s for t in resumed)
+    assert len({round(t, 4) for t in resumed}) == 10  # fresh phases, not all at 10.0
+    # behind by less than an interval: the phase is kept, no burst to catch up
+    assert next_task_s(5.0, 5.1, interval_s, rng) == pytest.approx(5.2)
+    assert next_task_s(5.0, 4.9, interval_s, rng) == pytest.approx(5.2)
