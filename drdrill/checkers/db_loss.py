@@ -36,10 +36,12 @@ agreement (``db_agrees``)
     data_loss_window_s``: the users' first lost acknowledgement minus the database's last replayed
     commit (t_fault cancels out, so a fault slow to take effect changes nothing). Without one,
     ``max(0, db_loss_window_s)``: the loss the database claims before the fault where users saw
-    none. ``tolerance_s`` = sampling period +
-    write interval: the database's recovery point is a commit, the users' the acknowledgement of
-    the first lost write, and one write interval separates them at most; the sampling period bounds
-    how stale the database's last word can be. A disagreement is a *finding*: either the harness
+    none. ``tolerance_s`` = sampling period + write interval + the first lost write's own response
+    time (``first_lost_latency_s``, with a loss): the database's recovery point is a commit, the
+    users' the acknowledgement of the first lost write, whose commit lies somewhere between its
+    request and that acknowledgement (under load tens of ms) and at most about one write interval
+    after the last replayed one; the sampling period bounds how stale the database's last word can
+    be. A disagreement is a *finding*: either the harness
     (its acknowledgement times, its final read, its clock) or the platform (its reported replay
     position) is lying.
 
@@ -99,12 +101,14 @@ def _median_gap(times: np.ndarray) -> float | None:
 
 def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, ack_s: np.ndarray,
                   users_window_s: float, lost_count: int, objective_s: float, data_class: str,
-                  wan_rtt_ms: float | None = None, loss_point_s: float | None = None) -> DatabaseView:  # fmt: skip
+                  wan_rtt_ms: float | None = None, loss_point_s: float | None = None,
+                  first_lost_latency_s: float | None = None) -> DatabaseView:  # fmt: skip
     """The DB side of one data class's loss after the fault at ``fault_s`` (see the module docstring).
 
     ``ack_s``: acknowledgement times of the class's acknowledged writes; ``users_window_s`` and
     ``lost_count``: the users' figures (the RPO checker's ``data_loss_window_s`` and ``lost_count``);
-    ``loss_point_s``: the moment of loss both windows count back from (default ``fault_s``).
+    ``loss_point_s``: the moment of loss both windows count back from (default ``fault_s``);
+    ``first_lost_latency_s``: the response time of the first lost write (request to acknowledgement).
     """
     reference_s = fault_s if loss_point_s is None else loss_point_s
     view = DatabaseView()
@@ -122,7 +126,7 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
     m["db_samples"] = {"dr": len(dr), "primary": len(primary)}
     keys = ("db_loss_window_s", "db_last_replay_s", "db_replayed_after_fault_s", "db_promoted_s",
             "db_lag_bytes_at_fault",
-            "db_replay_lag_s_at_fault", "db_sample_period_s", "tolerance_s", "db_difference_s", "db_agrees")
+            "db_replay_lag_s_at_fault", "db_sample_period_s", "first_lost_latency_s", "tolerance_s", "db_difference_s", "db_agrees")
     m.update(dict.fromkeys(keys))
     if not dr:
         view.explanation.append(
@@ -174,7 +178,11 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
             f"The database's last replayed commit was {_from_fault(db_window_s)}; too few writes or "
             "samples before the fault to say whether that agrees with what users saw.")
         return view
-    tolerance_s = m["db_sample_period_s"] + m["write_interval_s"]
+    latency_s = float(first_lost_latency_s or 0.0) if lost_count else 0.0
+    m["first_lost_latency_s"] = latency_s if lost_count else None
+    tolerance_s = m["db_sample_period_s"] + m["write_interval_s"] + latency_s
+    within = ("the sampling period, one write interval and the first lost write's response time"
+              if lost_count else "the sampling period plus one write interval")
     # with a loss: the first lost acknowledgement minus the last replayed commit (t_fault cancels out);
     # without: how far before the fault the database claims a loss users did not see
     difference_s = db_window_s - users_window_s if lost_count else max(0.0, db_window_s)
@@ -186,14 +194,14 @@ def database_view(platform_ops: tuple[Mapping[str, Any], ...], fault_s: float, a
     if m["db_agrees"]:
         view.explanation.append(
             f"The database agrees: its DR replica's last replayed commit was {_from_fault(db_window_s)}, "
-            f"{users} (difference {difference_s:+.3f} s, within the sampling period plus one write "
-            f"interval, {tolerance_s:.3f} s).")
+            f"{users} (difference {difference_s:+.3f} s, within {within}, {tolerance_s:.3f} s).")
         return view
     view.finding = (
         f"The two loss measurements disagree: {users}, but the DR database reports its last replayed "
         f"commit {_from_fault(db_window_s)} — a difference of {difference_s:+.3f} s, more than the sampling "
-        f"period ({m['db_sample_period_s']:.3f} s) plus one write interval ({m['write_interval_s']:.3f} s) "
-        "allow. Either the harness (its acknowledgement times, final read or clock) or the platform (its "
+        f"period ({m['db_sample_period_s']:.3f} s), one write interval ({m['write_interval_s']:.3f} s)"
+        + (f" and the first lost write's response time ({latency_s:.3f} s)" if lost_count else "")
+        + " allow. Either the harness (its acknowledgement times, final read or clock) or the platform (its "
         "reported replay position) is lying.")
     view.decides_verdict = (users_window_s < objective_s) != (db_window_s < objective_s)
     view.evidence["finding"] = view.finding

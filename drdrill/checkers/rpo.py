@@ -144,6 +144,7 @@ def data_class_rpo(
     lost_mask = ~present[ack_ids]
     lost_ids = ack_ids[lost_mask]
     lost_ack_s = ack_s[lost_mask]
+    lost_sent_s = history.time_s[ack_rows][lost_mask]
     metrics["acknowledged_count"] = int(ack_ids.size)
 
     unexpected_at = np.flatnonzero((present_ids < 0) | ~attempted[np.maximum(present_ids, 0)])
@@ -205,7 +206,10 @@ def data_class_rpo(
     # the moment of loss: t_fault, or later when writes acknowledged while the fault was still taking
     # effect were lost too (isolating a region cuts replication a fraction of a second after t_fault)
     loss_point_s = fault_s
+    first_lost_latency_s = None
     if lost_before_keys.size:
+        first = int(np.argmin(np.where(before, lost_ack_s, np.inf)))
+        first_lost_latency_s = float(lost_ack_s[first] - lost_sent_s[first])
         loss_point_s = max(fault_s, float(lost_ack_s[before].max()))
         window_s = float(loss_point_s - lost_ack_s[before].min())
     else:
@@ -218,7 +222,8 @@ def data_class_rpo(
                             acked_before.size, lost_ack_s[before], data_class, fault_s, window_s, objective_s,
                             loss_point_s)
     view = database_view(history.platform, fault_s, ack_s, window_s, int(lost_before_keys.size), objective_s,
-                         data_class, wan_rtt_ms, loss_point_s=loss_point_s)
+                         data_class, wan_rtt_ms, loss_point_s=loss_point_s,
+                         first_lost_latency_s=first_lost_latency_s)
     result.metrics.update(view.metrics)
     result.evidence.update(view.evidence)
     result.explanation.extend(view.explanation)

@@ -180,7 +180,8 @@ def _loss(result: CheckResult, data_class: str) -> Loss | None:
         rows.append(("the two measurements agree",
                      (f"yes: {m['db_difference_s']:+.3f} s apart" if m["db_agrees"] else
                       f"NO: {m['db_difference_s']:+.3f} s apart")
-                     + f", tolerance {m['tolerance_s']:.3f} s (sampling period + one write interval)"))
+                     + f", tolerance {m['tolerance_s']:.3f} s (sampling period + one write interval"
+                     + (" + the first lost write's response time" if m.get("first_lost_latency_s") else "") + ")"))
     if m.get("wan_rtt_ms") is not None:
         rows.append(("WAN round trip (measured)", f"{float(m['wan_rtt_ms']):.1f} ms"))
     if m.get("write_rate_per_s"):
