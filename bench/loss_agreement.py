@@ -87,6 +87,9 @@ def main() -> None:
             links.degrade(target.state, "wan", delay_ms=delay_ms, source="bench")
             for rate in args.rates:
                 for index in range(args.trials):
+                    if not target.healthy():  # a failed rollback would poison every later trial
+                        raise SystemExit(f"the mirror is not healthy after the previous trial (see its "
+                                         f"journal's rollbacks: {rows[-1]['run'] if rows else '-'}); stopping")
                     rows.append(trial(target, rate, index, delay_ms))
                     progress(f"WAN {delay_ms:g} ms, rate {rate:g}/s trial {index}: {rows[-1]}")
     finally:
