@@ -148,6 +148,20 @@ def _signed_window(value: Any) -> str:
     return f"{_seconds(-float(value))} after the fault began (while it took effect)"
 
 
+SHOWN_RANGES = 6  # a stakeholder's table cell; the full list is in results.json and the Allure report
+
+
+def _ranges_text(ranges: list[Any]) -> str:
+    """Lost key ranges for a table cell: all of them when few, else the first ones and how many more."""
+    if not ranges:
+        return "none"
+    shown = "; ".join(str(r) for r in ranges[:SHOWN_RANGES])
+    if len(ranges) <= SHOWN_RANGES:
+        return shown
+    return (f"{shown}; … and {len(ranges) - SHOWN_RANGES} more ranges ({len(ranges)} in all, one or more "
+            "per synthetic writer: every one in the run's results.json and the Allure report's lost keys)")
+
+
 def _loss(result: CheckResult, data_class: str) -> Loss | None:
     """The data loss section of ``data_class`` when it lost writes, or the database's view of a
     failover was measured (its DR database was promoted while sampled)."""
@@ -165,7 +179,7 @@ def _loss(result: CheckResult, data_class: str) -> Loss | None:
                f"writes were lost; verdict {node.validity.value.upper()} against the objective "
                f"< {_seconds(objective_s)}.")
     ranges = e.get("lost_keys") or []
-    rows = [("lost writes, by key range", "; ".join(str(r) for r in ranges) or "none"),
+    rows = [("lost writes, by key range", _ranges_text(ranges)),
             ("loss window, from what users were told (moment of loss − first lost acknowledgement)",
              _signed_window(window_s)),
             ("loss window, from the database (moment of loss − the DR's last replayed commit)",

@@ -168,3 +168,15 @@ def test_a_failover_without_loss_shows_the_database_confirming_it(tmp_path):
             "fault began (while it took effect) |") in md
     assert "| the two measurements agree | yes: +0.000 s apart" in md
     assert "replayed commits made up to 0.500 s after the fault began" in md
+
+
+def test_many_lost_key_ranges_are_shortened_in_the_table_cell():
+    from drdrill.report.dr_report import SHOWN_RANGES, _ranges_text
+
+    ranges = [f"run-payments-{i}-00000053" for i in range(40)]
+    text = _ranges_text(ranges)
+    assert text.startswith("run-payments-0-00000053; run-payments-1-00000053")
+    assert f"run-payments-{SHOWN_RANGES}-00000053" not in text
+    assert f"… and {40 - SHOWN_RANGES} more ranges (40 in all" in text
+    assert _ranges_text(ranges[:2]) == "run-payments-0-00000053; run-payments-1-00000053"
+    assert _ranges_text([]) == "none"
