@@ -109,7 +109,16 @@ def rebuild_as_replica(
             progress(f"[runbook] {old_region}: not streaming after rewind; re-cloning")
     if method == "reclone":
         _reclone(state, old_region, old_pg, client)
-        members = patroni.wait_streaming(state, old_region, min(remaining_s(deadline), 45.0))
+        # the standby leader clones across the wan first; a replica then clones from it in the region
+        # in about a second — or sits on a data directory the wipe left behind ("system ID is
+        # invalid"), which only a reinitialize clears: so give replicas a short while, not the
+        # leader's whole bound (that wait cost ~35 s of every failback over a shaped wan)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: any(m.get("role") == "standby_leader" and m.get("state") == "streaming"
+                                   for m in patroni.members(state, old_region)),
+                       timeout_s=min(remaining_s(deadline), 45.0), interval_s=0.5,
+                       what=f"{old_region}'s standby leader streaming")  # fmt: skip
+        members = patroni.wait_streaming(state, old_region, min(remaining_s(deadline), 10.0))
         if not members:  # a replica left stopped: Patroni re-clones it from the standby leader
             for m in patroni.members(state, old_region):
                 if m.get("role") != "standby_leader" and m.get("state") != "streaming":
