@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from drdrill.chaos.local.actions import degrade_link, undo_faults
-from drdrill.mirror import links, status
+from drdrill.mirror import health, links, status
+from drdrill.mirror.state import load_state
 
 from .shared import assert_restored
 
@@ -40,6 +41,8 @@ def test_degrade_link_raises_the_wan_rtt_and_the_rollback_brings_it_back(mirror,
         assert within(links.measure_rtt_ms(mirror, docker_client)["wan"], 70.0)
     finally:
         links.restore(mirror, docker_client)
+    # a 150 ms wan stretches the DR walreceiver's round trips: give replication a moment to catch up
+    health.wait_healthy(load_state(shared_mirror.path), timeout_s=60)
     assert_restored(shared_mirror.path)
 
 
