@@ -96,7 +96,10 @@ PIDFILE = "/tmp/.drdrill-links.pid"
 queues = {int(q): v for q, v in json.loads(sys.argv[1]).items()}
 try:
     old = int(open(PIDFILE).read())
-    if old != os.getpid():
+    # the file outlives a container restart; its pid may now be anyone's (etcd's, once): only a delayer
+    with open(f"/proc/{old}/cmdline", "rb") as fh:
+        delayer = old != os.getpid() and PIDFILE.encode() in fh.read()
+    if delayer:
         os.kill(old, signal.SIGTERM)
         for _ in range(100):
             if not os.path.exists(f"/proc/{old}"):
@@ -415,7 +418,9 @@ def _apply(node: Node, rules: list[Rule]) -> None:
             start_new_session=True,
         )  # fmt: skip
     else:
-        _nsenter(node, ["-m", "-p"], ["sh", "-c", f"test -f {PIDFILE} && kill $(cat {PIDFILE}); "
+        # only a delayer: the file outlives a container restart, and its pid may now be another's
+        _nsenter(node, ["-m", "-p"], ["sh", "-c", f"test -f {PIDFILE} && grep -qF {PIDFILE} "
+                                                  f"/proc/$(cat {PIDFILE})/cmdline && kill $(cat {PIDFILE}); "
                                                   f"rm -f {PIDFILE}; true"])  # fmt: skip
 
 

@@ -54,3 +54,19 @@ def test_clear_removes_every_shaping_and_shape_puts_it_back(mirror, docker_clien
     finally:
         links.shape(mirror, docker_client)
     assert within(links.measure_rtt_ms(mirror, docker_client)["wan"], 70.0)
+
+
+def test_a_crashed_container_comes_back_shaped_and_its_old_delayers_pid_file_kills_nothing(
+        mirror, docker_client, shared_mirror):
+    # the delayer's pid file outlives the container's restart; the pid in it then belongs to another
+    # process (once: etcd's, which the reshape killed — the AZ power-loss drill never recovered)
+    from drdrill.mirror import faults
+
+    state = load_state(shared_mirror.path)
+    fault = faults.crash("primary/etcd-a", state, client=docker_client)
+    faults.undo(fault, state, client=docker_client)
+    health.wait_healthy(load_state(shared_mirror.path), timeout_s=60)
+    (etcd_a,) = faults.resolve("primary/etcd-a", state, client=docker_client)
+    assert etcd_a["state"] == "running"
+    assert 0.9 <= links.measure_rtt_ms(mirror, docker_client)["az:primary"] <= 2.5  # reshaped: 2 x 0.5 ms
+    assert_restored(shared_mirror.path)
