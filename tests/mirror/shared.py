@@ -84,7 +84,8 @@ def assert_restored(state_file) -> None:
     from drdrill.mirror.state import load_state
 
     state = load_state(state_file)
-    assert health.problems(state) == []
+    problems = health.problems(state)
+    assert problems == [], problems
     assert state.regions["primary"]["role"] == "primary" and state.regions["dr"]["role"] == "dr"
     assert probes.serving_region(state) == "primary"
     assert patroni.leader(state, "primary") == "primary-pg-a"  # back in AZ a
