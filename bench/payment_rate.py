@@ -42,14 +42,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import OUT, parse_floats, progress, table, write_json
+from _common import OUT, TICK, parse_floats, process_cpu_s, progress, table, write_json
 
 from drdrill.history import read_ops
 from drdrill.traffic.load import PaymentLoad
 from drdrill.traffic.runner import TrafficRun
 
 BENCH_OUT = OUT / "payment_rate"
-TICK = os.sysconf("SC_CLK_TCK")
 CGROUP_CPU = Path("/sys/fs/cgroup/cpuacct/docker")
 SUSTAINED_SHARE = 0.95
 MAX_ERROR_PCT = 1.0
@@ -59,15 +58,6 @@ MAX_ERROR_PCT = 1.0
 # CPU accounting
 # ------------------------------------------------------------------------------------------------
 
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one running process (all its threads)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def machine_busy_s() -> tuple[float, int]:
